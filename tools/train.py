@@ -1,0 +1,72 @@
+"""Train one stage of VLA-World: `python tools/train.py --stage NAME --config configs/<stage>/<size>.yaml`.
+
+Stages, in order (each starts from the previous stage's checkpoint unless told otherwise):
+  perception  BEV perception: detection, tracking and map heads (perception/)
+  align       projectors only, on scene / agent / map captions
+  instruct    projectors + LLM, on driving QA
+  motion      projectors + LLM, on agent motion forecasting
+  planning    everything but the camera backbone, on the ego trajectory
+
+Every run has the same skeleton: read the config -> build data and model -> train with a progress
+bar -> save a checkpoint folder (safetensors + state.json + config.yaml) under --out.
+`--resume` continues from the last checkpoint in --out exactly (weights, optimizer, RNG, step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PERCEPTION_STAGES = ("perception",)
+LLM_STAGES = ("align", "instruct", "motion", "planning")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", required=True, choices=PERCEPTION_STAGES + LLM_STAGES, help="which stage to train")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/perception/tiny.yaml")
+    p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: the mini world)")
+    p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: the config's)")
+    p.add_argument("--out", default=None, help="run folder for checkpoints and logs (default: checkpoints/<stage>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--init", default=None, help="checkpoint to start from (default: the previous stage's, from config)")
+    p.add_argument("--llm", default=None, help="local Qwen2.5 checkpoint folder for non-tiny presets (never downloaded)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")
+    return p
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.overrides = parse_overrides(args.set)
+    if args.out is None:
+        args.out = f"checkpoints/{args.stage}"
+    if args.stage in PERCEPTION_STAGES:
+        from perception.train import run_perception_stage
+
+        run_perception_stage(args)
+    else:
+        from vla_world.training.runner import run_llm_stage
+
+        run_llm_stage(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
