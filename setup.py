@@ -15,6 +15,7 @@ CORE = [
     "pyquaternion>=0.9.9",
     "matplotlib>=3.7",
     "pillow>=10",
+    "opencv-python-headless>=4.8,<4.12",  # cv2.fillPoly: the reference rasterisers' scan conversion
     "tqdm>=4.66",
     "pyyaml>=6",
     "safetensors>=0.4",

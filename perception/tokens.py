@@ -45,7 +45,7 @@ class PerceptionTokens:
         return {f"{prefix}/{k}": v.contiguous() for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_flat(cls, tensors: dict[str, torch.Tensor], prefix: str) -> "PerceptionTokens":
+    def from_flat(cls, tensors: dict[str, torch.Tensor], prefix: str) -> PerceptionTokens:
         return cls(**{k: tensors[f"{prefix}/{k}"] for k in cls.__dataclass_fields__})
 
 

@@ -1,0 +1,87 @@
+"""DETR-style query decoders over BEV features: agents (3D boxes) and map elements (polylines).
+
+Both decoders are a stack of `nn.TransformerDecoderLayer` whose memory is the flattened BEV grid
+plus its positional embedding. Each query also has a learned reference point in the grid
+(normalised to [0, 1]); agent centres are predicted as offsets from it in logit space, which
+spreads the queries over the grid from the first step. Outputs (metres, LiDAR frame):
+
+  AgentDecoder -> embeddings (B, Q, D), logits (B, Q, classes), centres (B, Q, 2), z (B, Q),
+                  log_size (B, Q, 3) log (w, l, h), yaw_sincos (B, Q, 2), velocity (B, Q, 2) m/s
+  MapDecoder   -> embeddings (B, Q, D), logits (B, Q, types), points (B, Q, P, 2)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from perception.bev_encoder import PositionMLP, normalised_coords
+from perception.config import GridConfig, ModelConfig
+
+
+def mlp(dim: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out))
+
+
+class QueryDecoder(nn.Module):
+    """Learned queries + reference points attending to a BEV grid."""
+
+    def __init__(self, cfg: ModelConfig, num_queries: int) -> None:
+        super().__init__()
+        dim = cfg.token_dim
+        self.query = nn.Embedding(num_queries, dim)
+        self.reference = nn.Embedding(num_queries, 2)
+        nn.init.uniform_(self.reference.weight, -2.0, 2.0)  # logits of reference points spread over the grid
+        self.position = PositionMLP(dim)
+        layer = nn.TransformerDecoderLayer(dim, cfg.decoder_heads, cfg.ffn_dim, cfg.dropout, batch_first=True)
+        self.layers = nn.TransformerDecoder(layer, cfg.decoder_layers)
+
+    def forward(self, bev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """bev (B, D, H, W) -> query embeddings (B, Q, D) and reference points (B, Q, 2) in [0, 1]."""
+        batch, _, height, width = bev.shape
+        memory = bev.flatten(2).transpose(1, 2) + self.position(normalised_coords(height, width).to(bev))
+        reference = self.reference.weight.sigmoid()
+        queries = (self.query.weight + self.position(reference * 2 - 1)).expand(batch, -1, -1)
+        return self.layers(queries, memory), reference.expand(batch, -1, -1)
+
+
+class AgentDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, grid: GridConfig, num_classes: int) -> None:
+        super().__init__()
+        self.decoder = QueryDecoder(cfg, cfg.num_agent_queries)
+        self.register_buffer("grid_half", torch.tensor([grid.x_half, grid.y_half]), persistent=False)
+        dim = cfg.token_dim
+        self.cls_head = nn.Linear(dim, num_classes)
+        nn.init.constant_(self.cls_head.bias, -4.6)  # prior score 0.01, the focal-loss init
+        self.box_head = mlp(dim, 2 + 1 + 3 + 2 + 2)  # centre offset, z, log size, sin/cos, velocity
+
+    def forward(self, bev: torch.Tensor) -> dict[str, torch.Tensor]:
+        embeddings, reference = self.decoder(bev)
+        raw = self.box_head(embeddings)
+        centre_unit = (torch.logit(reference, eps=1e-4) + raw[..., 0:2]).sigmoid()
+        return {
+            "embeddings": embeddings,
+            "logits": self.cls_head(embeddings),
+            "centres": (centre_unit * 2 - 1) * self.grid_half,
+            "z": raw[..., 2],
+            "log_size": raw[..., 3:6],
+            "yaw_sincos": raw[..., 6:8],
+            "velocity": raw[..., 8:10],
+        }
+
+
+class MapDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, grid: GridConfig, num_types: int) -> None:
+        super().__init__()
+        self.decoder = QueryDecoder(cfg, cfg.num_map_queries)
+        self.register_buffer("grid_half", torch.tensor([grid.x_half, grid.y_half]), persistent=False)
+        self.num_points = cfg.map_points
+        self.cls_head = nn.Linear(cfg.token_dim, num_types)
+        nn.init.constant_(self.cls_head.bias, -4.6)
+        self.points_head = mlp(cfg.token_dim, 2 * cfg.map_points)
+
+    def forward(self, bev: torch.Tensor) -> dict[str, torch.Tensor]:
+        embeddings, reference = self.decoder(bev)
+        raw = self.points_head(embeddings).unflatten(-1, (self.num_points, 2))
+        points_unit = (torch.logit(reference, eps=1e-4)[..., None, :] + raw).sigmoid()
+        return {"embeddings": embeddings, "logits": self.cls_head(embeddings), "points": (points_unit * 2 - 1) * self.grid_half}

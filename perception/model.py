@@ -1,0 +1,57 @@
+"""The BEV perception network: cameras -> backbone/FPN -> BEV -> agent and map decoders.
+
+    model = BevPerception(cfg)                       # cfg: perception.config.PerceptionConfig
+    out = model(batch)                               # batch: perception.inputs.CameraBatch
+    out["agents"], out["map"], out["scene"], out["bev"], out["aux"]
+
+Shapes: scene (B, S, D) with S = 6 * rows * cols; bev (B, D, H, W) (rows grow forward, LiDAR
+frame); aux (B, 1 + 3, H, W) logits of agent-centre cells and map-class cells (training only);
+decoder outputs as documented in perception/decoders.py.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from perception.backbone import CameraBackbone
+from perception.bev_encoder import BevEncoder
+from perception.config import PerceptionConfig
+from perception.decoders import AgentDecoder, MapDecoder
+from perception.inputs import CameraBatch
+from perception.scene_sampler import SceneSampler
+from perception.view_transform import ProjectionViewTransform
+from vla_world.data.records import CAMERAS, DETECTION_CLASSES, MAP_CLASSES
+
+
+class BevPerception(nn.Module):
+    def __init__(self, cfg: PerceptionConfig) -> None:
+        super().__init__()
+        m = cfg.model
+        self.backbone = CameraBackbone(m.backbone_channels, m.fpn_channels)
+        self.view_transform = ProjectionViewTransform(cfg.grid)
+        self.bev_encoder = BevEncoder(m.fpn_channels, m.token_dim, m.bev_encoder_blocks)
+        self.scene_sampler = SceneSampler(m.fpn_channels, m.token_dim, m.scene_pool, len(CAMERAS))
+        self.agent_decoder = AgentDecoder(m, cfg.grid, len(DETECTION_CLASSES))
+        self.map_decoder = MapDecoder(m, cfg.grid, len(MAP_CLASSES))
+        # Auxiliary dense heads (training only): per-cell "an agent centre is here" and map-class
+        # masks. They supervise every BEV cell directly, which the sparse Hungarian-matched query
+        # losses do not, and so speed up learning a usable BEV on a short CPU schedule.
+        self.aux_heads = nn.Conv2d(m.token_dim, 1 + len(MAP_CLASSES), 1)
+        nn.init.constant_(self.aux_heads.bias, -4.6)
+
+    def forward(self, batch: CameraBatch) -> dict:
+        batch_size, cams = batch.images.shape[:2]
+        levels = self.backbone(batch.images.flatten(0, 1))
+        # The finer level feeds the BEV (spatial detail); the coarsest one the scene tokens, as in the paper.
+        fine = levels[-2].unflatten(0, (batch_size, cams))
+        coarse = levels[-1].unflatten(0, (batch_size, cams))
+        bev = self.bev_encoder(self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size))
+        return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_decoder(bev), "map": self.map_decoder(bev),
+                "aux": self.aux_heads(bev)}
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per top-level part and in total."""
+    counts = {name: sum(p.numel() for p in child.parameters() if p.requires_grad) for name, child in model.named_children()}
+    counts["total"] = sum(counts.values())
+    return counts

@@ -1,0 +1,175 @@
+"""Training of the BEV perception stage (detection, map; tracking is by association, no loss).
+
+    python tools/train.py --stage perception --config configs/perception/tiny.yaml \
+        --dataroot data/mini_world [--out checkpoints/perception] [--resume] [--max-steps N]
+
+Writes `<out>/last` (every epoch and at the end) and `<out>/epoch_<k>` checkpoint folders
+(model + optimizer safetensors, state.json with step and RNG, config.yaml) and `<out>/train_log.jsonl`.
+`--resume` continues from `<out>/last` exactly: the order of keyframes in epoch e is a fixed
+function of (seed, e), so the step counter alone says where in the data to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from perception.config import PerceptionConfig
+from perception.inputs import ImageCache, load_camera_batch
+from perception.losses import perception_loss
+from perception.model import BevPerception, parameter_counts
+from perception.targets import FrameTargets, frame_targets
+from vla_world.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from vla_world.config import config_to_dict, load_config, save_config
+from vla_world.data.records import SampleRecord
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    step: int
+    losses: list[float] = field(default_factory=list)  # total loss of every step run in this call
+    seconds: float = 0.0
+
+
+def epoch_order(num_records: int, seed: int, epoch: int) -> list[int]:
+    """Shuffled keyframe order of one epoch, reproducible from (seed, epoch) alone."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(num_records, generator=generator).tolist()
+
+
+def learning_rate(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to zero; a function of the step alone, so resuming needs no scheduler state."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batches_per_epoch(num_records: int, batch_size: int) -> int:
+    return (num_records + batch_size - 1) // batch_size
+
+
+def save_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: PerceptionConfig,
+               step: int, epoch: int, losses: dict[str, float]) -> Path:
+    config_path = folder.parent / f".{folder.name}-config.yaml"
+    save_config(cfg, config_path)
+    state = {"step": step, "epoch": epoch, "rng": rng_state(), "losses": losses, "stage": "perception",
+             "parameters": parameter_counts(model)}
+    saved = save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), state,
+                            extra_files={"config.yaml": config_path.read_text()})
+    config_path.unlink()
+    return saved
+
+
+def build_optimizer(model: torch.nn.Module, cfg: PerceptionConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[SampleRecord],
+               targets: list[FrameTargets], cache: ImageCache, cfg: PerceptionConfig) -> tuple[float, dict[str, float]]:
+    model.train()
+    outputs = model(load_camera_batch(records, cache))
+    loss, parts = perception_loss(outputs, targets, model.agent_decoder.grid_half, cfg.loss, cfg.grid)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    return float(loss.detach()), parts
+
+
+def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[SampleRecord], dataroot: str | Path,
+          cfg: PerceptionConfig, out: Path, start_step: int = 0, max_steps: int | None = None, progress: bool = True) -> TrainResult:
+    """Run optimizer steps from `start_step` to the end of training (or `max_steps`), saving checkpoints."""
+    if not records:
+        raise ValueError("no training records: check --dataroot and that the split 'train' has keyframes")
+    cache = ImageCache(dataroot, cfg.model.image_size)
+    targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
+    per_epoch = batches_per_epoch(len(records), cfg.train.batch_size)
+    schedule_length = per_epoch * cfg.train.epochs  # the LR schedule ignores --max-steps, so a cut run resumes onto the same curve
+    total = schedule_length if max_steps is None else min(max_steps, schedule_length)
+    result, started, step, parts = TrainResult(out / "last", start_step), time.time(), start_step, {}
+    bar = tqdm(total=total, initial=start_step, desc="perception", disable=not progress, dynamic_ncols=True)
+    with (out / "train_log.jsonl").open("a") as log_file:
+        while step < total:
+            epoch, position = divmod(step, per_epoch)
+            order = epoch_order(len(records), cfg.train.seed, epoch)
+            chosen = order[position * cfg.train.batch_size:(position + 1) * cfg.train.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, schedule_length, cfg.train.lr, cfg.train.warmup_steps)
+            loss, parts = train_step(model, optimizer, [records[i] for i in chosen], [targets[i] for i in chosen], cache, cfg)
+            step += 1
+            result.losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
+            if step % cfg.train.log_every == 0 or step == total:
+                log_file.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, **parts}) + "\n")
+                log_file.flush()  # readable while training runs
+            if step % per_epoch == 0:
+                save_state(out / f"epoch_{step // per_epoch}", model, optimizer, cfg, step, step // per_epoch, parts)
+                save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+    bar.close()
+    if step % per_epoch:
+        save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+    result.step, result.seconds = step, time.time() - started
+    return result
+
+
+def load_perception_model(checkpoint: str | Path) -> tuple[BevPerception, PerceptionConfig]:
+    """Model + config from a checkpoint folder written by this stage (for eval and token export)."""
+    folder = Path(checkpoint)
+    cfg = load_config(folder / "config.yaml", PerceptionConfig)
+    weights, _, _ = load_checkpoint(folder)
+    model = BevPerception(cfg)
+    model.load_state_dict(weights)
+    return model.eval(), cfg
+
+
+def prepare_model(cfg: PerceptionConfig, out: Path, resume: bool = False, init: str | Path | None = None
+                  ) -> tuple[BevPerception, torch.optim.Optimizer, int]:
+    """Fresh (seeded) model and optimizer, or the state of `<out>/last` when resuming; returns the start step."""
+    torch.manual_seed(cfg.train.seed)
+    model = BevPerception(cfg)
+    optimizer = build_optimizer(model, cfg)
+    if resume:
+        weights, optimizer_state, state = load_checkpoint(out / "last")
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(optimizer_state)
+        set_rng_state(state["rng"])
+        return model, optimizer, int(state["step"])
+    if init:
+        model.load_state_dict(load_checkpoint(init)[0])
+    return model, optimizer, 0
+
+
+def run_perception_stage(args: argparse.Namespace) -> TrainResult:
+    """Entry point of `tools/train.py --stage perception` (args fields: see tools/train.py)."""
+    from vla_world.data import load_records
+
+    cfg = load_config(args.config, PerceptionConfig, getattr(args, "overrides", None))
+    cfg.version = args.version or cfg.version
+    torch.set_num_threads(cfg.train.num_threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.resume and not (out / "last" / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{out / 'last'}: nothing to resume; run once without --resume (or pass the right --out)")
+    records = load_records(args.dataroot, version=cfg.version, split="train", progress=True)
+    model, optimizer, start_step = prepare_model(cfg, out, args.resume, args.init)
+    counts = parameter_counts(model)
+    print(f"perception parameters: {json.dumps(counts)}; config: {json.dumps(config_to_dict(cfg.model))}")
+    print(f"training on {len(records)} keyframes from {args.dataroot} (train split), starting at step {start_step}")
+    result = train(model, optimizer, records, args.dataroot, cfg, out, start_step, args.max_steps)
+    print(f"done: step {result.step} in {result.seconds:.0f} s; checkpoint {result.checkpoint}")
+    return result

@@ -1,0 +1,129 @@
+"""Trajectory codec: golden strings, the repair policy, and hypothesis round-trip / robustness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planning.codec import TRAJ_END, TRAJ_START, format_trajectory, parse_trajectory
+
+GOLDEN_WP = np.array([[0.0, 2.5], [0.1, 5.0], [-0.25, 7.5], [1.0, 10.0], [1.234, 12.5], [-3.456, 15.004]])
+GOLDEN_TEXT = ("<traj_start>[(0.00,2.50),(0.10,5.00),(-0.25,7.50),(1.00,10.00),(1.23,12.50),(-3.46,15.00)]"
+               "<traj_end>")
+SIX = "[(1,2),(3,4),(5,6),(7,8),(9,10),(11,12)]"
+SIX_ARRAY = np.arange(1, 13, dtype=float).reshape(6, 2)
+
+
+def test_format_golden_string():
+    assert format_trajectory(GOLDEN_WP) == GOLDEN_TEXT
+
+
+def test_format_writes_no_negative_zero():
+    assert format_trajectory(np.full((6, 2), -0.001)).count("-") == 0
+
+
+def test_format_rejects_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        format_trajectory(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="nan"):
+        format_trajectory(np.full((6, 2), np.nan))
+
+
+def test_parse_golden_string():
+    parsed = parse_trajectory(GOLDEN_TEXT)
+    assert parsed.error is None and parsed.ok
+    np.testing.assert_allclose(parsed.waypoints, np.round(GOLDEN_WP, 2), atol=1e-9)
+    assert parsed.waypoints.shape == (6, 2) and parsed.waypoints.dtype == np.float64
+
+
+@pytest.mark.parametrize("text", [
+    SIX,  # no tags
+    f"Plan: {TRAJ_START}{SIX}",  # no closing tag, text before
+    f"{TRAJ_START} [ (1, 2), (3,4) ,(5 ,6),(7,8),(9,10),(11,12) ] {TRAJ_END} done.",  # spaces
+    f"{TRAJ_START}[(1,2,0),(3,4,0),(5,6,0),(7,8,0),(9,10,0),(11,12,0)]{TRAJ_END}",  # z dropped
+    f"{TRAJ_START}[(1.0,2e0),(+3,4.),(5,6),(7,8),(9,10),(11,12)]{TRAJ_END}",  # number spellings
+])
+def test_repairs_that_are_accepted(text):
+    parsed = parse_trajectory(text)
+    assert parsed.error is None
+    np.testing.assert_array_equal(parsed.waypoints, SIX_ARRAY)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "no trajectory found"),
+    ("turn left and keep going", "no trajectory found"),
+    (f"{TRAJ_START}{TRAJ_END}", "no trajectory found"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10)]", "wrong number of points: 5"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(11,12),(13,14)]", "wrong number of points: 7"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(nan,12)]", "non-finite value"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(1e999,12)]", "non-finite value"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(inf,12)]", "non-finite value"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(x,12)]", "point 6 is not a list of numbers"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(11)]", "point 6 has 1 coordinates"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(1,2,3,4)]", "point 6 has 4 coordinates"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(11,12,0)]", "mix 2 and 3"),
+    ("[(1,2),(3,4),(5,6),(7,8),(9,10),(,12)]", "point 6 is not a list of numbers"),
+])
+def test_malformed_text_gives_error(text, reason):
+    parsed = parse_trajectory(text)
+    assert parsed.waypoints is None
+    assert reason in parsed.error
+
+
+def test_non_string_input_is_an_error_not_a_crash():
+    parsed = parse_trajectory(None)  # type: ignore[arg-type]
+    assert parsed.waypoints is None and "expected text" in parsed.error
+
+
+finite_coordinate = st.floats(min_value=-1000.0, max_value=1000.0, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.tuples(finite_coordinate, finite_coordinate), min_size=6, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_round_trip_within_half_a_centimetre(points):
+    waypoints = np.array(points)
+    parsed = parse_trajectory(format_trajectory(waypoints))
+    assert parsed.error is None
+    assert np.abs(parsed.waypoints - waypoints).max() <= 0.005 + 1e-9
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_text_never_raises_and_is_consistent(text):
+    parsed = parse_trajectory(text)
+    assert (parsed.waypoints is None) != (parsed.error is None)
+    if parsed.waypoints is not None:
+        assert parsed.waypoints.shape == (6, 2) and np.isfinite(parsed.waypoints).all()
+
+
+@given(st.text(alphabet="[](),.-0123456789 e<>trajsndx", max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_trajectory_like_text_never_raises(text):
+    parsed = parse_trajectory(text)
+    assert (parsed.waypoints is None) != (parsed.error is None)
+
+
+@given(st.integers(min_value=0, max_value=12).filter(lambda n: n != 6))
+@settings(max_examples=20, deadline=None)
+def test_wrong_point_count_is_never_padded(count):
+    text = TRAJ_START + "[" + ",".join(f"({i},{i})" for i in range(count)) + "]" + TRAJ_END
+    parsed = parse_trajectory(text)
+    assert parsed.waypoints is None
+    assert parsed.error in ("no trajectory found", f"wrong number of points: {count} instead of 6")
+
+
+@given(st.lists(st.tuples(finite_coordinate, finite_coordinate), min_size=6, max_size=6),
+       st.integers(min_value=0, max_value=5), st.sampled_from(["drop", "nan", "word", "empty"]))
+@settings(max_examples=100, deadline=None)
+def test_corrupting_one_point_of_a_valid_answer_is_an_error(points, which, corruption):
+    pieces = [f"({x:.2f},{y:.2f})" for x, y in points]
+    if corruption == "drop":
+        del pieces[which]
+    else:
+        x_text = pieces[which][1:].split(",")[0]
+        bad_y = {"nan": "nan", "word": "far", "empty": ""}[corruption]
+        pieces[which] = f"({x_text},{bad_y})"
+    parsed = parse_trajectory(TRAJ_START + "[" + ",".join(pieces) + "]" + TRAJ_END)
+    assert parsed.waypoints is None and parsed.error

@@ -1,0 +1,123 @@
+"""The whole VLA-World pipeline at tiny scale on the mini world: `make demo` runs this.
+
+Steps (each is one of the project's own tools, run as a subprocess, so the demo exercises
+exactly what a user would type):
+  world       build the mini world in nuScenes v1.0 format (skipped when it already exists)
+  summary     build the record caches and print a data summary
+  preview     render one sample's six cameras and its BEV
+  baselines   constant velocity, kinematic predictor, Ego-MLP -> prediction files
+  perception  train the tiny BEV perception model (skipped with --oracle)
+  tokens      export scene / agent / map tokens per split (from perception, or oracle)
+  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size
+  predict     the trained planner writes its predictions on the val split
+  evaluate    every convention's table for all methods -> docs/results.md + outputs/eval
+  qa          QA metrics of the instruct stage on the val split
+  pictures    BEV pictures and a GIF of one val scene
+
+    python tools/demo.py                      # everything, ~see README for the time it takes
+    python tools/demo.py --oracle             # LLM stages on oracle (ground-truth) tokens
+    python tools/demo.py --until baselines    # stop early
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LLM_STAGES = ("align", "instruct", "motion", "planning")
+
+
+@dataclass
+class Step:
+    name: str
+    command: list[str]
+    skip_if: Path | None = None  # the step's product; present -> skip
+
+
+def tool(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "tools" / name), *args]
+
+
+def build_steps(a: argparse.Namespace) -> list[Step]:
+    data, out, ck = a.data, Path(a.out), Path(a.checkpoints)
+    version_dir = Path(data) / "v1.0-mini"
+    steps = [
+        Step("world", tool("make_mini_world.py", "--out", data, "--scenes", str(a.scenes), "--seed", str(a.seed)),
+             skip_if=version_dir / "sample.json"),
+        Step("summary", tool("data_summary.py", "--dataroot", data)),
+        Step("preview", tool("show_sample.py", "--dataroot", data, "--out", str(out / "sample_preview.png"))),
+        Step("baselines", tool("run_baselines.py", "--dataroot", data, "--out", str(out / "baselines"))),
+    ]
+    if not a.oracle:
+        steps.append(Step("perception", tool("train.py", "--stage", "perception", "--config", a.perception_config,
+                                             "--dataroot", data, "--out", str(ck / "perception"))))
+    token_src = ["--oracle"] if a.oracle else ["--checkpoint", str(ck / "perception" / "last")]
+    for split in ("train", "val"):
+        steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
+                                                  "--out", str(Path(a.cache) / "tokens" / f"{split}.safetensors"))))
+    for stage in LLM_STAGES:
+        steps.append(Step(stage, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
+                                      "--dataroot", data, "--out", str(ck / stage))))
+    base = out / "baselines"
+    preds = [str(base / f"{m}.json") for m in ("constant_velocity", "kinematic", "ego_mlp")]
+    steps += [
+        Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", "val", "--pred", *preds,
+                              "--names", "Constant velocity", "Kinematic", "Ego-MLP",
+                              "--checkpoint", str(ck / "planning" / "last"), "--checkpoint-name", "VLA-tiny",
+                              "--out", str(out / "eval"), "--results-md", "docs/results.md")),
+        Step("qa", tool("eval_qa.py", "--checkpoint", str(ck / "instruct" / "last"), "--dataroot", data,
+                        "--split", "val", "--max-examples", str(a.qa_examples), "--out", str(out / "qa"))),
+        Step("pictures", tool("visualize.py", "--dataroot", data, "--split", "val", "--pred", str(base / "kinematic.json"),
+                              "--pred-vla", str(out / "eval" / "VLA-tiny.json"), "--samples", "6", "--gif",
+                              "--out", str(out / "bev"))),
+    ]
+    return steps
+
+
+def run_step(step: Step) -> float:
+    if step.skip_if is not None and step.skip_if.exists():
+        print(f"\n=== {step.name}: already there ({step.skip_if}), skipped", flush=True)
+        return 0.0
+    print(f"\n=== {step.name}: {' '.join(step.command[1:])}", flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(step.command, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"demo step '{step.name}' failed (exit {result.returncode}); the command above reproduces it")
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data/mini_world", help="where the mini world is (built if missing)")
+    p.add_argument("--out", default="outputs", help="tables, pictures and prediction files")
+    p.add_argument("--checkpoints", default="checkpoints", help="checkpoint folders, one per stage")
+    p.add_argument("--cache", default="cache", help="token caches")
+    p.add_argument("--scenes", type=int, default=10, help="scenes in the mini world")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--oracle", action="store_true", help="skip perception; LLM stages see ground-truth tokens")
+    p.add_argument("--perception-config", default="configs/perception/demo.yaml")
+    p.add_argument("--qa-examples", type=int, default=200, help="val QA examples to generate answers for")
+    p.add_argument("--until", default=None, help="stop after the step of this name")
+    a = p.parse_args(argv)
+    timings: dict[str, float] = {}
+    for step in build_steps(a):
+        timings[step.name] = round(run_step(step), 1)
+        if a.until and step.name.startswith(a.until):
+            break
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "demo_timings.json").write_text(json.dumps(timings, indent=1))
+    print("\n=== demo done. Seconds per step:")
+    for name, sec in timings.items():
+        print(f"  {name:<12} {sec:8.1f}")
+    print(f"  {'total':<12} {sum(timings.values()):8.1f}\nTables: docs/results.md, {a.out}/eval; pictures: {a.out}/bev, {a.out}/sample_preview.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The planner API: a trained VLA checkpoint -> ego trajectories (and answers to questions).
+
+    planner = Planner.from_checkpoint("checkpoints/planning/last")
+    result = planner.plan(record, tokens)          # PlanResult(trajectory (6, 2) | None, text, parse_error)
+    texts = predict_split(checkpoint, records, tokens)              # {sample_token: text}, for eval_planning
+    answers = answer_questions(checkpoint, records, tokens, examples)  # [str], for eval_qa
+
+Decoding is greedy with the KV cache (`generate` from `inputs_embeds` returns only the new
+tokens). Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
+A malformed answer never raises: `PlanResult.parse_error` says what was wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from perception.tokens import PerceptionTokens
+from planning.codec import parse_trajectory
+from vla_world.data.records import SampleRecord
+from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
+from vla_world.model.vla import VLAModel
+
+PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level numbers
+ANSWER_MAX_NEW_TOKENS = 320  # detailed QA answers reach ~600 characters (qa engineer, measured)
+
+
+@dataclass
+class PlanResult:
+    trajectory: np.ndarray | None  # (6, 2) metres, LiDAR frame; None when the text did not parse
+    text: str  # the model's raw answer
+    parse_error: str | None  # why `trajectory` is None
+
+
+class Planner:
+    """Greedy planning with a trained VLA model (batched, KV cache on by default)."""
+
+    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True):
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Planner:
+        return cls(VLAModel.from_folder(path), **kwargs)
+
+    def plan(self, record: SampleRecord, tokens: PerceptionTokens) -> PlanResult:
+        text = self.generate([self.model.sequence_builder.encode(record, tokens, PLANNING_QUESTION)],
+                             PLAN_MAX_NEW_TOKENS)[0]
+        return to_plan_result(text)
+
+    def generate(self, prompts: list[EncodedSample], max_new_tokens: int, progress: bool = False) -> list[str]:
+        """Answer texts for prompt-only samples, in order, `batch_size` at a time."""
+        texts = []
+        starts = range(0, len(prompts), self.batch_size)
+        for start in tqdm(starts, desc="generate", disable=not progress):
+            chunk = prompts[start:start + self.batch_size]
+            ids = self.model.generate_ids([s.input_ids for s in chunk], [s.features for s in chunk],
+                                          max_new_tokens, self.use_cache)
+            texts += [self.model.decode(i) for i in ids]
+        return texts
+
+
+def to_plan_result(text: str) -> PlanResult:
+    parsed = parse_trajectory(text)
+    return PlanResult(trajectory=parsed.waypoints, text=text, parse_error=parsed.error)
+
+
+def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> PerceptionTokens:
+    if record.sample_token not in tokens:
+        raise KeyError(f"no perception tokens for sample {record.sample_token}; export tokens for this split "
+                       "(tools/export_tokens.py) or use oracle tokens")
+    return tokens[record.sample_token]
+
+
+def checkpoint_tokens(checkpoint: str | Path, records: list[SampleRecord]) -> dict[str, PerceptionTokens]:
+    """Tokens for `records` from the source the checkpoint was trained with (its config.yaml `data` section):
+    the cache file `<token_cache>/<split>.safetensors` of the records' split, or oracle tokens."""
+    from vla_world.training.config import DataConfig
+    from vla_world.training.data import load_stage_tokens
+
+    config_file = Path(checkpoint) / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: missing, so the token source is unknown; pass tokens explicitly")
+    saved = yaml.safe_load(config_file.read_text()).get("data", {})
+    data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+    splits = sorted({r.split for r in records})
+    if len(splits) != 1:
+        raise ValueError(f"records mix splits {splits}; pass tokens explicitly")
+    return load_stage_tokens(data, records, splits[0])
+
+
+@torch.no_grad()
+def predict_split(checkpoint: str | Path, records: list[SampleRecord],
+                  tokens: dict[str, PerceptionTokens] | None = None, batch_size: int = 8,
+                  progress: bool = True) -> dict[str, str]:
+    """{sample_token: raw planner text} for every record (parse with planning.codec.parse_trajectory).
+
+    `tokens` None: read them as the checkpoint was trained (see `checkpoint_tokens`).
+    """
+    tokens = checkpoint_tokens(checkpoint, records) if tokens is None else tokens
+    planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size)
+    builder = planner.model.sequence_builder
+    prompts = [builder.encode(r, _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]
+    texts = planner.generate(prompts, PLAN_MAX_NEW_TOKENS, progress)
+    return {r.sample_token: t for r, t in zip(records, texts)}
+
+
+@torch.no_grad()
+def answer_questions(checkpoint: str | Path, records: list[SampleRecord], tokens: dict[str, PerceptionTokens],
+                     examples: list, batch_size: int = 8, progress: bool = True) -> list[str]:
+    """One answer per example (anything with sample_token, question, focus_track_id), in order.
+
+    An example whose focus agent has no perception token gets the answer "" (it cannot be asked).
+    """
+    planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size)
+    builder = planner.model.sequence_builder
+    by_token = {r.sample_token: r for r in records}
+    prompts, slots = [], []
+    for i, ex in enumerate(examples):
+        record = by_token[ex.sample_token]
+        try:
+            prompts.append(builder.encode(record, _tokens_for(record, tokens), ex.question,
+                                          focus_track_id=getattr(ex, "focus_track_id", None)))
+            slots.append(i)
+        except FocusNotDetected:
+            continue
+    answers = [""] * len(examples)
+    for i, text in zip(slots, planner.generate(prompts, ANSWER_MAX_NEW_TOKENS, progress)):
+        answers[i] = text
+    return answers

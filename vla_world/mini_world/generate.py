@@ -1,0 +1,245 @@
+"""Builds the whole mini world: maps, traffic, sensors and the nuScenes tables, for one seed.
+
+Run it through `tools/make_mini_world.py` or call `make_mini_world(out_dir, ...)`. Scene i is
+placed in location LOCATIONS[i % 4] with behaviour SCENE_BEHAVIOURS[i % 10]; everything random comes
+from generators seeded by (seed, scene index), so a seed gives byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .ground_texture import GroundTexture, build_ground_texture
+from .lidar import LidarBox, LidarModel
+from .map_expansion import write_basemap, write_map_expansion
+from .render_camera import CameraRenderer, RenderBox, class_colour
+from .road_network import LOCATIONS, RoadNetwork, build_road_network
+from .scenarios import (
+    SceneSimulation,
+    behaviour_for_scene,
+    simulate_scene,
+    split_scene_indices,
+)
+from .sensors import ALL_SENSORS, CAMERAS, EGO_CENTER_AHEAD_OF_REAR_AXLE, LIDAR
+from .tables import BoxAnnotation, SceneTables, TableWriter
+from .tokens import TokenFactory
+from .traffic import AgentTrack
+
+KEYFRAME_SECONDS = 0.5  # nuScenes keyframes are at 2 Hz
+ANNOTATION_RANGE = 50.0  # metres from the ego within which objects are annotated
+SENSOR_RANGE = 80.0  # metres; agents farther away are neither rendered nor ray cast
+LIDAR_AZIMUTH_STEPS = 720  # 0.5 degree azimuth resolution
+JPEG_QUALITY = 90
+MARKER = ".vla_world_mini_world"  # marks a folder this tool may overwrite
+SPLITS_FILE = "vla_world_splits.json"
+FIRST_DAY = dt.datetime(2018, 7, 10, 3, 0, 0, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """What to build (the CLI flags)."""
+
+    out_dir: Path
+    num_scenes: int = 10
+    seed: int = 0
+    image_size: tuple[int, int] = (256, 144)  # (width, height) of every camera image
+    scene_seconds: float = 20.0
+    version: str = "v1.0-mini"
+
+    def validate(self) -> None:
+        if self.num_scenes < 1:
+            raise ValueError(f"num_scenes must be >= 1, got {self.num_scenes}")
+        if self.scene_seconds < 4.0:
+            raise ValueError(f"scene_seconds must be >= 4 (a few keyframes plus the 3 s future), got {self.scene_seconds}")
+        if min(self.image_size) < 16:
+            raise ValueError(f"image_size must be at least 16x16 pixels, got {self.image_size}")
+
+
+def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tuple[int, int] = (256, 144),
+                    scene_seconds: float = 20.0, version: str = "v1.0-mini", progress: bool = True) -> Path:
+    """Write a procedurally generated nuScenes-format dataset to `out_dir` and return it."""
+    spec = WorldSpec(Path(out_dir), num_scenes, seed, tuple(int(v) for v in image_size), float(scene_seconds), version)
+    spec.validate()
+    _prepare_output(spec)
+    tokens = TokenFactory(f"vla-world/seed{seed}")
+    writer = TableWriter(tokens)
+    locations = [LOCATIONS[i % len(LOCATIONS)] for i in range(num_scenes)]
+    nets = {loc: build_road_network(loc, np.random.default_rng([seed, LOCATIONS.index(loc)]))
+            for loc in dict.fromkeys(locations)}
+    textures: dict[str, GroundTexture] = {}
+    logs_by_location: dict[str, list[str]] = {loc: [] for loc in nets}
+    names = []
+    for i in tqdm(range(num_scenes), desc="mini world scenes", unit="scene", disable=not progress):
+        loc = locations[i]
+        if loc not in textures:
+            textures[loc] = build_ground_texture(nets[loc])
+        scene_tables = _build_scene(spec, i, nets[loc], textures[loc], writer, tokens)
+        logs_by_location[loc].append(scene_tables.log_token)
+        writer.add_scene(scene_tables)
+        names.append(scene_tables.name)
+    _write_maps(spec, nets, logs_by_location, writer)
+    writer.write(spec.out_dir / version)
+    train, val = split_scene_indices(num_scenes)
+    splits = {"train": [names[i] for i in train], "val": [names[i] for i in val]}
+    (spec.out_dir / version / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+    return spec.out_dir
+
+
+def _prepare_output(spec: WorldSpec) -> None:
+    """Refuse to write into a foreign non-empty folder; clear our own previous build."""
+    out = spec.out_dir
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise FileExistsError(f"{out} is not empty and was not made by make_mini_world; choose an empty --out folder")
+    for sub in ("samples", "maps", spec.version):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by vla_world.mini_world.make_mini_world; safe to delete\n")
+
+
+def _write_maps(spec: WorldSpec, nets: dict[str, RoadNetwork], logs: dict[str, list[str]], writer: TableWriter) -> None:
+    for loc, net in nets.items():
+        write_map_expansion(net, spec.out_dir)
+        filename = f"maps/{hashlib.md5(f'{spec.seed}/{loc}'.encode()).hexdigest()}.png"
+        write_basemap(net, spec.out_dir / filename)
+        writer.add_map(loc, logs[loc], filename)
+
+
+def _log_identity(index: int, location: str) -> tuple[str, str, int]:
+    """(logfile, date, first timestamp in microseconds) in nuScenes style, one day per scene."""
+    start = FIRST_DAY + dt.timedelta(days=index, minutes=7 * index)
+    boston = location.startswith("boston")
+    local = start + dt.timedelta(hours=-4 if boston else 8)
+    vehicle = "n008" if boston else "n015"
+    logfile = f"{vehicle}-{local:%Y-%m-%d-%H-%M-%S}{'-0400' if boston else '+0800'}"
+    return logfile, f"{local:%Y-%m-%d}", int(start.timestamp() * 1_000_000) + 412_345
+
+
+@dataclass
+class _SceneContext:
+    """What every keyframe of one scene needs."""
+
+    spec: WorldSpec
+    index: int
+    sim: SceneSimulation
+    logfile: str
+    spans: list[tuple[int, int] | None]
+    renderer: CameraRenderer
+    lidar: LidarModel
+    texture: GroundTexture
+
+
+def _build_scene(spec: WorldSpec, index: int, net: RoadNetwork, texture: GroundTexture, writer: TableWriter,
+                 tokens: TokenFactory) -> SceneTables:
+    """Simulate scene `index`, write its sensor files and return its table rows (not yet chained)."""
+    rng = np.random.default_rng([spec.seed, 1000 + index])
+    num_frames = round(spec.scene_seconds / KEYFRAME_SECONDS)
+    sim = simulate_scene(net, behaviour_for_scene(index), (num_frames - 1) * KEYFRAME_SECONDS, KEYFRAME_SECONDS, rng)
+    logfile, date, first_ts = _log_identity(index, net.location)
+    name = f"scene-{index + 1:04d}"
+    log_token = writer.add_log(name, logfile, net.location, date)
+    calib = {s.channel: writer.add_calibration(name, s, spec.image_size) for s in ALL_SENSORS}
+    scene = SceneTables(tokens, tokens.make(name, "scene"), name, log_token, sim.description, calib)
+    ctx = _SceneContext(spec, index, sim, logfile, _annotation_spans(sim), CameraRenderer(texture, spec.image_size),
+                        LidarModel(LIDAR.sensor_to_ego(), LIDAR_AZIMUTH_STEPS), texture)
+    for k in range(num_frames):
+        _write_keyframe(ctx, scene, k, first_ts + k * int(KEYFRAME_SECONDS * 1_000_000))
+    return scene
+
+
+def _write_keyframe(ctx: _SceneContext, scene: SceneTables, k: int, timestamp: int) -> None:
+    """Sample rows, one lidar sweep, six JPEGs and the annotations of keyframe k."""
+    sim, out = ctx.sim, ctx.spec.out_dir
+    ego_to_global = _ego_pose(sim.ego, k)
+    filenames = {s.channel: f"samples/{s.channel}/{ctx.logfile}__{s.channel}__{timestamp}."
+                 f"{'pcd.bin' if s.modality == 'lidar' else 'jpg'}" for s in ALL_SENSORS}
+    sample_token = scene.add_keyframe(k, timestamp, ego_to_global[:3, 3].round(4).tolist(), float(sim.ego.yaw[k]),
+                                      filenames, ctx.spec.image_size)
+    in_span = [s is not None and s[0] <= k <= s[1] for s in ctx.spans]
+    nearby = [a for a, agent in enumerate(sim.agents)
+              if in_span[a] or np.linalg.norm(agent.xy[k] - sim.ego.xy[k]) < SENSOR_RANGE]
+    sweep = ctx.lidar.cast(ego_to_global, [_lidar_box(sim.agents[a], k) for a in nearby], ctx.texture.reflectance,
+                           np.random.default_rng([ctx.spec.seed, ctx.index, k]))
+    _write_lidar(out / filenames["LIDAR_TOP"], sweep.points)
+    images = ctx.renderer.render(ego_to_global, [_render_box(sim.agents[a], k) for a in nearby])
+    for cam in CAMERAS:
+        _write_jpeg(out / filenames[cam.channel], images[cam.channel])
+    for j, a in enumerate(nearby):
+        if in_span[a]:
+            scene.add_annotation(sample_token, _annotation(a, sim.agents[a], k, int(sweep.points_per_box[j]),
+                                                           float(sweep.unoccluded_share[j])))
+
+
+def _annotation_spans(sim: SceneSimulation) -> list[tuple[int, int] | None]:
+    """Keyframe range [first, last] in which each agent is annotated (contiguous, like nuScenes tracks)."""
+    spans = []
+    for agent in sim.agents:
+        close = np.nonzero(np.linalg.norm(agent.xy - sim.ego.xy, axis=1) < ANNOTATION_RANGE)[0]
+        spans.append((int(close[0]), int(close[-1])) if len(close) else None)
+    return spans
+
+
+def _ego_pose(ego: AgentTrack, k: int) -> np.ndarray:
+    """Ego -> global 4x4 at keyframe k; the ego origin is the rear axle, behind the box centre."""
+    yaw = float(ego.yaw[k])
+    heading = np.array([math.cos(yaw), math.sin(yaw)])
+    pose = np.eye(4)
+    pose[:2, :2] = [[heading[0], -heading[1]], [heading[1], heading[0]]]
+    pose[:2, 3] = ego.xy[k] - heading * EGO_CENTER_AHEAD_OF_REAR_AXLE
+    return pose
+
+
+def _box_center(agent: AgentTrack, k: int) -> np.ndarray:
+    return np.array([agent.xy[k, 0], agent.xy[k, 1], agent.size[2] / 2])
+
+
+def _lidar_box(agent: AgentTrack, k: int) -> LidarBox:
+    reflect = {"vehicle": 45.0, "cycle": 30.0, "pedestrian": 18.0}[agent.type.kind]
+    return LidarBox(_box_center(agent, k), np.array(agent.size), float(agent.yaw[k]), reflect)
+
+
+def _render_box(agent: AgentTrack, k: int) -> RenderBox:
+    return RenderBox(_box_center(agent, k), np.array(agent.size), float(agent.yaw[k]), class_colour(agent.type.category))
+
+
+def _attribute(agent: AgentTrack, k: int) -> str:
+    speed = float(agent.speed[k])
+    if agent.type.kind == "pedestrian":
+        return "pedestrian.moving" if speed > 0.2 else "pedestrian.standing"
+    if agent.type.kind == "cycle":
+        return "cycle.with_rider"
+    return "vehicle.moving" if speed > 0.5 else "vehicle.stopped"
+
+
+def visibility_level(unoccluded_share: float, points: int) -> str:
+    """nuScenes visibility token ("1" = 0-40 % .. "4" = 80-100 %) from the lidar's unblocked share."""
+    if points == 0 or not np.isfinite(unoccluded_share):
+        return "1"
+    return str(1 + int(np.searchsorted([0.4, 0.6, 0.8], unoccluded_share, side="right")))
+
+
+def _annotation(agent_id: int, agent: AgentTrack, k: int, points: int, share: float) -> BoxAnnotation:
+    return BoxAnnotation(agent_id, agent.type.category, _attribute(agent, k), tuple(_box_center(agent, k)),
+                         agent.size, float(agent.yaw[k]), points, visibility_level(share, points))
+
+
+def _write_lidar(path: Path, points: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    points.astype(np.float32).tofile(path)
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    path.write_bytes(data.tobytes())

@@ -1,0 +1,166 @@
+"""The VLA model: projected perception tokens spliced into the LLM's `inputs_embeds`.
+
+    model = VLAModel.create_tiny(tokenizer, token_width=D)  or  VLAModel.from_folder(checkpoint)
+    out = model(input_ids, attention_mask, features, labels)   # training: out.loss
+    texts = model.generate_texts(batch, max_new_tokens=96)     # greedy, KV cache
+
+Splicing: the text is embedded as usual, then every position holding a placeholder token
+(`<SCENE>`, `<AGENT>`, `<MAP>`, `<OBJECT>`) is overwritten, in order, by the matching projected
+perception token (`masked_scatter` walks the batch row by row, the same order the features are
+concatenated in). A count mismatch is an error, never a silent shift.
+
+A folder written by `save_files()` + the weights holds: `vla.json` (LLM config, token width,
+LoRA settings, prompt options), the tokenizer files, and `model.safetensors` (via
+`vla_world.checkpoint`). The LLM config is stored as `vla.json`, not `config.json`, so that
+`AutoTokenizer` never swaps our tokenizer's pre-tokenizer (shared notes, dependencies §5).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from vla_world.checkpoint import load_checkpoint
+from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dict
+from vla_world.model.projectors import Projectors
+from vla_world.model.sequence import PromptOptions, SequenceBuilder
+from vla_world.model.tokenizer import IM_END, PLACEHOLDERS, load_tokenizer
+
+PLACEHOLDER_KINDS: tuple[str, ...] = ("scene", "agent", "map", "object")
+Features = dict[str, torch.Tensor]
+
+
+class VLAModel(nn.Module):
+    """LLM + three projectors + the tokenizer and prompt options that go with them."""
+
+    def __init__(self, llm: PreTrainedModel, projectors: Projectors, tokenizer: PreTrainedTokenizerFast,
+                 prompt: PromptOptions | None = None, preset: str = "tiny", lora: dict | None = None):
+        super().__init__()
+        self.llm = llm
+        self.projectors = projectors
+        self.tokenizer = tokenizer
+        self.prompt = prompt or PromptOptions()
+        self.preset = preset
+        self.lora = lora  # the peft settings applied to self.llm, or None
+        self.placeholder_ids = {k: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[k]) for k in PLACEHOLDER_KINDS}
+        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.pad_id = tokenizer.pad_token_id
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def create_tiny(cls, tokenizer: PreTrainedTokenizerFast, token_width: int, size: TinyLLMSize | None = None,
+                    prompt: PromptOptions | None = None, seed: int = 0) -> VLAModel:
+        size = size or TinyLLMSize()
+        llm = build_tiny_llm(len(tokenizer), size, seed)
+        return cls(llm, Projectors(token_width, size.hidden_size), tokenizer, prompt, "tiny")
+
+    @classmethod
+    def create_pretrained(cls, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, token_width: int,
+                          preset: str, prompt: PromptOptions | None = None) -> VLAModel:
+        return cls(llm, Projectors(token_width, llm.config.hidden_size), tokenizer, prompt, preset)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> VLAModel:
+        """Rebuild the model a training run saved (weights, tokenizer, LoRA adapters if any)."""
+        folder = Path(folder)
+        meta_file = folder / "vla.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{meta_file}: not a VLA checkpoint (written by tools/train.py --stage "
+                                    "align|instruct|motion|planning); check the --checkpoint / init path")
+        meta = json.loads(meta_file.read_text())
+        llm = llm_from_config_dict(meta["llm_config"])
+        model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size), load_tokenizer(folder),
+                    PromptOptions(**meta["prompt"]), meta["preset"])
+        if meta.get("lora"):
+            model.apply_lora(meta["lora"])
+        state, _, _ = load_checkpoint(folder)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+        if missing or unexpected:
+            raise ValueError(f"{folder}/model.safetensors does not fit vla.json: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+        model.llm.tie_weights()
+        return model
+
+    def apply_lora(self, settings: dict) -> None:
+        """Wrap the LLM with peft LoRA adapters; settings: r, alpha, dropout, target_modules."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+                            target_modules=list(settings["target_modules"]), bias="none")
+        self.llm = get_peft_model(self.llm, config)
+        self.lora = dict(settings)
+
+    def merge_lora(self) -> None:
+        """Fold LoRA adapters into the LLM weights (before a stage with other fine-tuning settings)."""
+        if self.lora:
+            self.llm = self.llm.merge_and_unload()
+            self.lora = None
+
+    @property
+    def base_llm(self) -> PreTrainedModel:
+        return self.llm.get_base_model() if self.lora else self.llm
+
+    @property
+    def sequence_builder(self) -> SequenceBuilder:
+        return SequenceBuilder(self.tokenizer, self.prompt)
+
+    def save_files(self) -> dict[str, str]:
+        """Text files that describe this model: vla.json and the tokenizer (for `save_checkpoint`)."""
+        meta = {"preset": self.preset, "llm_config": self.base_llm.config.to_dict(),
+                "token_width": self.projectors.token_width, "prompt": asdict(self.prompt), "lora": self.lora}
+        files = {"vla.json": json.dumps(meta, indent=1)}
+        with tempfile.TemporaryDirectory() as tmp:
+            self.tokenizer.save_pretrained(tmp)
+            files.update({p.name: p.read_text() for p in Path(tmp).iterdir() if p.is_file()})
+        return files
+
+    # ---- forward ----------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor, features: list[Features]) -> torch.Tensor:
+        """(B, T) ids + per-sample features -> (B, T, H) embeddings with the projected tokens spliced in."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        for kind in PLACEHOLDER_KINDS:
+            slots = input_ids == self.placeholder_ids[kind]
+            rows = torch.cat([f[kind] for f in features]).to(embeds.device)
+            if int(slots.sum()) != rows.shape[0]:
+                raise ValueError(f"{kind}: {int(slots.sum())} placeholders in the ids but {rows.shape[0]} tokens; "
+                                 "the ids were not built by SequenceBuilder for these features")
+            # projected even when empty, so every projector is in the graph (DDP wants all used)
+            projected = self.projectors.project(kind, rows).to(embeds.dtype)
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1), projected)
+        return embeds
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: list[Features],
+                labels: torch.Tensor | None = None):
+        embeds = self.embed(input_ids, features)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    @torch.no_grad()
+    def generate_ids(self, prompts: list[list[int]], features: list[Features], max_new_tokens: int = 96,
+                     use_cache: bool = True) -> list[list[int]]:
+        """Greedy decoding of a left-padded batch; returns only the new ids, cut at <|im_end|>."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        device = next(self.parameters()).device
+        embeds = self.embed(ids.to(device), features)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                                do_sample=False, num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                                use_cache=use_cache)
+        return [self._until_eos(row.tolist()) for row in out]
+
+    def _until_eos(self, ids: list[int]) -> list[int]:
+        return ids[:ids.index(self.eos_id)] if self.eos_id in ids else ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of generated ids, keeping structure tokens like <traj_start> (the parser wants them)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)

@@ -1,0 +1,132 @@
+"""Examples -> encoded sequences -> padded batches, for every LLM stage.
+
+    tokens = load_stage_tokens(cfg.data, records, "train")         # {sample_token: PerceptionTokens}
+    examples = stage_examples("planning", records)                 # [TrainingExample]
+    samples, dropped = encode_examples(builder, examples, records, tokens, max_length)
+    batch = collate(samples[:4], pad_id)
+
+Data order is a pure function of (seed, epoch) (`epoch_order`), so a resumed run sees exactly
+the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from perception.tokens import PerceptionTokens, load_token_cache
+from planning.codec import format_trajectory
+from vla_world.data.records import SampleRecord
+from vla_world.model.sequence import (
+    IGNORE_INDEX,
+    PLANNING_QUESTION,
+    EncodedSample,
+    FocusNotDetected,
+    SequenceBuilder,
+)
+from vla_world.training.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingExample:
+    """One question/answer about one sample (the fields of vla_world.qa's StageExample we use)."""
+
+    sample_token: str
+    question: str
+    answer: str
+    focus_track_id: int | None = None
+    kind: str = "planning"
+    meta: dict = field(default_factory=dict)
+
+
+def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
+    """The planning stage's examples: the GT ego future as the answer; samples with a masked future are left out."""
+    return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
+            for r in records if bool(np.all(r.ego_future_mask))]
+
+
+def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0) -> list[TrainingExample]:
+    """Examples of `stage`: our planning answers, or vla_world.qa's builder for the QA stages."""
+    if source == "planning":
+        return planning_examples(records)
+    from vla_world.qa import build_stage_examples
+
+    return [TrainingExample(e.sample_token, e.question, e.answer, e.focus_track_id, e.kind, dict(e.meta))
+            for e in build_stage_examples(stage, records, seed=seed)]
+
+
+def load_stage_tokens(cfg: DataConfig, records: list[SampleRecord], split: str) -> dict[str, PerceptionTokens]:
+    """Perception tokens for `records`: from the split's cache file, or oracle tokens from GT."""
+    if cfg.token_source == "oracle":
+        return oracle_token_map(records, cfg.perception_config)
+    path = f"{cfg.token_cache}/{split}.safetensors"
+    tokens = load_token_cache(path)
+    missing = [r.sample_token for r in records if r.sample_token not in tokens]
+    if missing:
+        raise KeyError(f"{path}: no tokens for {len(missing)} of {len(records)} samples (e.g. {missing[0]}); "
+                       "re-run tools/export_tokens.py for this dataroot and split")
+    return tokens
+
+
+def oracle_token_map(records: list[SampleRecord], perception_config: str | None = None) -> dict[str, PerceptionTokens]:
+    from perception.config import PerceptionConfig
+    from perception.oracle import oracle_tokens
+    from vla_world.config import load_config
+
+    cfg = load_config(perception_config, PerceptionConfig) if perception_config else PerceptionConfig()
+    return {r.sample_token: oracle_tokens(r, cfg) for r in records}
+
+
+def encode_examples(builder: SequenceBuilder, examples: list[TrainingExample], records: list[SampleRecord],
+                    tokens: dict[str, PerceptionTokens], max_length: int) -> tuple[list[EncodedSample], Counter]:
+    """Encode every example; returns the samples and the count of dropped ones per reason (logged)."""
+    by_token = {r.sample_token: r for r in records}
+    samples, dropped = [], Counter()
+    for ex in examples:
+        if ex.sample_token not in by_token or ex.sample_token not in tokens:
+            raise KeyError(f"example {ex.kind!r} names sample {ex.sample_token}, which is not among the "
+                           "records/tokens of this split; the example builder and the records disagree")
+        try:
+            sample = builder.encode(by_token[ex.sample_token], tokens[ex.sample_token], ex.question, ex.answer,
+                                    ex.focus_track_id)
+        except FocusNotDetected:
+            dropped["focus agent not detected"] += 1
+            continue
+        if len(sample.input_ids) > max_length:
+            raise ValueError(f"sample {ex.sample_token} ({ex.kind}): {len(sample.input_ids)} tokens > "
+                             f"data.max_length {max_length}; raise data.max_length in the stage config")
+        samples.append(sample)
+    for reason, count in dropped.items():
+        log.warning("dropped %d of %d examples: %s", count, len(examples), reason)
+    return samples, dropped
+
+
+def collate(samples: list[EncodedSample], pad_id: int) -> dict:
+    """Right-padded (B, T) input_ids / attention_mask / labels + the list of per-sample features."""
+    width = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for i, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[i, :n] = torch.tensor(s.input_ids)
+        labels[i, :n] = torch.tensor(s.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples]}
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled sample order of one epoch: a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(num_samples)
+
+
+def global_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Index arrays of one epoch's global batches (the last, short one is dropped only if empty)."""
+    order = epoch_order(num_samples, seed, epoch)
+    return [order[i:i + batch_size] for i in range(0, num_samples, batch_size)]

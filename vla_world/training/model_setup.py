@@ -1,0 +1,115 @@
+"""Build or load the VLA model a stage starts from, and set which parts learn.
+
+Start points, in order of precedence:
+  --resume        <out>/last of this stage (weights, optimizer, data position, RNG)
+  --init PATH     any VLA checkpoint folder; `none` for a fresh model
+  config `init`   auto: <out>/../<previous stage>/last (e.g. checkpoints/motion/last for planning)
+A fresh `tiny` model trains its BPE tokenizer on every stage's example text plus the prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from perception.tokens import PerceptionTokens
+from vla_world.data.records import SampleRecord
+from vla_world.model.llm import load_pretrained_llm
+from vla_world.model.sequence import (
+    PLANNING_QUESTION,
+    SYSTEM_PROMPT,
+    PromptOptions,
+    chatml_prompt,
+    user_text,
+)
+from vla_world.model.tokenizer import train_tokenizer
+from vla_world.model.vla import VLAModel
+from vla_world.training.config import StageConfig
+from vla_world.training.data import stage_examples
+from vla_world.training.stages import STAGES, StageSpec
+
+log = logging.getLogger(__name__)
+
+
+def resolve_init(cfg: StageConfig, spec: StageSpec, out: Path, cli_init: str | None) -> Path | None:
+    """The checkpoint folder to start from, or None for a fresh model."""
+    choice = cli_init or cfg.init
+    if choice == "none":
+        return None
+    if choice == "auto":
+        if spec.previous is None:
+            return None
+        folder = out.parent / spec.previous / "last"
+        if not (folder / "vla.json").is_file():
+            raise FileNotFoundError(f"{folder}: the {spec.previous!r} stage's checkpoint, which {spec.name!r} starts "
+                                    f"from (init: auto), is missing; train {spec.previous!r} first with --out "
+                                    f"{out.parent / spec.previous}, or pass --init PATH / --init none")
+        return folder
+    return Path(choice)
+
+
+def tokenizer_corpus(records: list[SampleRecord], tokens: dict[str, PerceptionTokens], seed: int) -> list[str]:
+    """All text the tiny LLM will see: every stage's examples and one prompt per record."""
+    texts = [SYSTEM_PROMPT, PLANNING_QUESTION]
+    for name, spec in STAGES.items():
+        try:
+            texts += [f"{e.question}\n{e.answer}" for e in stage_examples(name, spec.examples, records, seed)]
+        except ImportError as exc:  # the QA package is optional for the planning-only path
+            log.warning("tokenizer corpus: no %s examples (%s)", name, exc)
+    counts = {"scene": 1, "agent": 1, "map": 1, "object": 1}
+    texts += [chatml_prompt(user_text(r, counts, PLANNING_QUESTION, PromptOptions(), True)) for r in records]
+    return texts
+
+
+def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleRecord],
+                tokens: dict[str, PerceptionTokens]) -> VLAModel:
+    width = next(iter(tokens.values())).width
+    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior)
+    if cfg.model.preset == "tiny":
+        tokenizer = train_tokenizer(tokenizer_corpus(records, tokens, cfg.train.seed), cfg.model.vocab_size)
+        log.info("trained a byte-level BPE tokenizer: %d tokens", len(tokenizer))
+        return VLAModel.create_tiny(tokenizer, width, cfg.model.tiny_size(), prompt, cfg.train.seed)
+    llm, tokenizer = load_pretrained_llm(cfg.model.preset, llm_path or cfg.model.llm_path)
+    return VLAModel.create_pretrained(llm, tokenizer, width, cfg.model.preset, prompt)
+
+
+def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: str | None,
+                records: list[SampleRecord], tokens: dict[str, PerceptionTokens]) -> VLAModel:
+    """Fresh or loaded model, with LoRA applied/merged to match `cfg.finetune`."""
+    if init is None:
+        model = fresh_model(cfg, llm_path, records, tokens)
+        log.info("start: fresh %s model", cfg.model.preset)
+    else:
+        model = VLAModel.from_folder(init)
+        log.info("start: %s", init)
+    want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
+    if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
+        model.merge_lora()
+    if want_lora and not model.lora:
+        model.apply_lora(cfg.finetune.lora_settings())
+    return model
+
+
+def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]]:
+    """Freeze/unfreeze per part; returns {part: (trainable, frozen)} parameter counts."""
+    model.projectors.requires_grad_("projectors" in spec.trainable)
+    train_llm = "llm" in spec.trainable
+    for name, param in model.llm.named_parameters():
+        param.requires_grad_(train_llm and (not model.lora or "lora_" in name))
+    return parameter_counts(model)
+
+
+def parameter_counts(model: VLAModel) -> dict[str, tuple[int, int]]:
+    counts = {}
+    for part, module in (("projectors", model.projectors), ("llm", model.llm)):
+        params = list(module.parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        counts[part] = (trainable, sum(p.numel() for p in params) - trainable)
+    return counts
+
+
+def log_parameter_counts(counts: dict[str, tuple[int, int]], lora: bool) -> None:
+    log.info("perception: frozen (cached tokens; not in the graph)")
+    for part, (trainable, frozen) in counts.items():
+        suffix = " (LoRA adapters)" if part == "llm" and lora and trainable else ""
+        log.info("%-10s trainable %10d  frozen %10d%s", part + ":", trainable, frozen, suffix)
