@@ -4,8 +4,8 @@
     python benchmarks/bench_perception.py --skip-paper --repeats 3
 
 Each case runs in its own subprocess so that the peak resident memory (getrusage ru_maxrss) is
-that case's alone; torch uses one thread. Inputs are random images with the nuScenes camera
-calibration of `synthetic_record` geometry replaced by six cameras looking around the ego. Printed:
+that case's alone; torch uses one thread. Inputs are random images seen by six cameras 60 degrees
+apart around the LiDAR origin (no dataset needed). Printed:
 latency (s / keyframe, median of repeats after one warm-up), peak RSS (MiB), and the ratios of
 the BEV-resolution cases to the 25-cell one, measured side by side in this run.
 """

@@ -1,12 +1,10 @@
-"""DETR-style query decoders over BEV features: agents (3D boxes) and map elements (polylines).
+"""DETR-style query decoder over BEV features for map elements (polylines).
 
-Both decoders are a stack of `nn.TransformerDecoderLayer` whose memory is the flattened BEV grid
+Agents are detected by dense centre heads instead (perception/centre_head.py says why). The decoder is a stack of `nn.TransformerDecoderLayer` whose memory is the flattened BEV grid
 plus its positional embedding. Each query also has a learned reference point in the grid
-(normalised to [0, 1]); agent centres are predicted as offsets from it in logit space, which
+(normalised to [0, 1]); polyline points are predicted as offsets from it in logit space, which
 spreads the queries over the grid from the first step. Outputs (metres, LiDAR frame):
 
-  AgentDecoder -> embeddings (B, Q, D), logits (B, Q, classes), centres (B, Q, 2), z (B, Q),
-                  log_size (B, Q, 3) log (w, l, h), yaw_sincos (B, Q, 2), velocity (B, Q, 2) m/s
   MapDecoder   -> embeddings (B, Q, D), logits (B, Q, types), points (B, Q, P, 2)
 """
 
@@ -43,31 +41,6 @@ class QueryDecoder(nn.Module):
         reference = self.reference.weight.sigmoid()
         queries = (self.query.weight + self.position(reference * 2 - 1)).expand(batch, -1, -1)
         return self.layers(queries, memory), reference.expand(batch, -1, -1)
-
-
-class AgentDecoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, grid: GridConfig, num_classes: int) -> None:
-        super().__init__()
-        self.decoder = QueryDecoder(cfg, cfg.num_agent_queries)
-        self.register_buffer("grid_half", torch.tensor([grid.x_half, grid.y_half]), persistent=False)
-        dim = cfg.token_dim
-        self.cls_head = nn.Linear(dim, num_classes)
-        nn.init.constant_(self.cls_head.bias, -4.6)  # prior score 0.01, the focal-loss init
-        self.box_head = mlp(dim, 2 + 1 + 3 + 2 + 2)  # centre offset, z, log size, sin/cos, velocity
-
-    def forward(self, bev: torch.Tensor) -> dict[str, torch.Tensor]:
-        embeddings, reference = self.decoder(bev)
-        raw = self.box_head(embeddings)
-        centre_unit = (torch.logit(reference, eps=1e-4) + raw[..., 0:2]).sigmoid()
-        return {
-            "embeddings": embeddings,
-            "logits": self.cls_head(embeddings),
-            "centres": (centre_unit * 2 - 1) * self.grid_half,
-            "z": raw[..., 2],
-            "log_size": raw[..., 3:6],
-            "yaw_sincos": raw[..., 6:8],
-            "velocity": raw[..., 8:10],
-        }
 
 
 class MapDecoder(nn.Module):

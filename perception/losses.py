@@ -1,11 +1,11 @@
 """Training losses of the perception stage, per keyframe after Hungarian matching.
 
-  detection: sigmoid focal loss over all queries x classes (unmatched queries learn "nothing
-             here") + L1 on matched boxes (normalised centre, z / 3 m, log size, sin/cos yaw)
-             + L1 on matched velocity (m/s)
+  detection: dense, no matching (perception/centre_head.py): CenterNet focal loss on the per-class
+             centre heatmap + L1 on box regression (offset, z, log size, sin/cos yaw) and velocity
+             (m/s) at the cells around each GT centre
   map:       focal loss on element types + direction-agnostic L1 on normalised polyline points
   dense:     focal loss on auxiliary per-cell BEV masks (agent centres, map classes)
-Losses are normalised by the number of GT objects (at least 1), as in DETR.
+Losses are normalised by the number of GT objects or supervised cells (at least 1), as in DETR/CenterNet.
 Tracking needs no loss: identities come from association (perception/tracking.py).
 """
 
@@ -15,10 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from perception.config import GridConfig, LossConfig
-from perception.matching import agent_cost, hungarian, map_cost, polyline_l1
-from perception.targets import FrameTargets, dense_bev_targets
-
-Z_SCALE = 3.0  # m
+from perception.matching import hungarian, map_cost, polyline_l1
+from perception.targets import FrameTargets, centre_targets, dense_bev_targets
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
@@ -30,26 +28,26 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return (alpha_t * ce * (1 - p_t) ** gamma).sum()
 
 
-def _box_vector(centres: torch.Tensor, z: torch.Tensor, log_size: torch.Tensor, sincos: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-    return torch.cat([centres / half, z[:, None] / Z_SCALE, log_size, sincos], 1)
+def centre_heatmap_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, summed: positives are the cells equal to 1, negatives are
+    down-weighted by (1 - target)^4 near a centre so that a peak one cell off costs little."""
+    prob = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1).float()
+    pos = -F.logsigmoid(logits) * (1 - prob) ** 2 * positive
+    neg = -F.logsigmoid(-logits) * prob ** 2 * (1 - target) ** 4 * (1 - positive)
+    return (pos + neg).sum()
 
 
-def detection_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
-    """Losses of one keyframe; `out` holds this keyframe's agent decoder outputs (no batch dim)."""
-    boxes = torch.from_numpy(target.boxes)
-    classes = torch.from_numpy(target.classes)
-    cost = agent_cost(out["logits"], out["centres"], classes, boxes[:, :2], half, cfg.cls_weight, cfg.box_weight)
-    q, t = hungarian(cost)
-    norm = max(len(classes), 1)
-    cls_target = torch.zeros_like(out["logits"])
-    cls_target[q, classes[t]] = 1.0
-    losses = {"det_cls": sigmoid_focal_loss(out["logits"], cls_target, cfg.focal_alpha, cfg.focal_gamma) / norm}
-    pred_box = _box_vector(out["centres"][q], out["z"][q], out["log_size"][q], out["yaw_sincos"][q], half)
-    yaw = boxes[t, 6:7]
-    gt_box = _box_vector(boxes[t, :2], boxes[t, 2], boxes[t, 3:6].clamp(min=1e-2).log(), torch.cat([yaw.sin(), yaw.cos()], 1), half)
-    losses["det_box"] = F.l1_loss(pred_box, gt_box, reduction="sum") / norm
-    losses["det_velocity"] = F.l1_loss(out["velocity"][q], torch.from_numpy(target.velocities)[t], reduction="sum") / norm
-    return losses
+def detection_loss(out: dict[str, torch.Tensor], target: FrameTargets, cfg: LossConfig, grid: GridConfig) -> dict[str, torch.Tensor]:
+    """Dense losses of the centre head for one keyframe (`out`: its agent outputs, no batch dim): heatmap
+    focal loss per GT agent, L1 on box regression (offset, z, log size, sin/cos) and velocity over the
+    3x3 cells around each GT centre, per supervised cell."""
+    dense = centre_targets(target, grid, out["heatmap"].shape[0])
+    mask = torch.from_numpy(dense.mask)
+    error = (out["regression"][:, mask] - torch.from_numpy(dense.regression)[:, mask]).abs()  # (10, cells)
+    cells = max(int(mask.sum()), 1)
+    return {"det_cls": centre_heatmap_loss(out["heatmap"], torch.from_numpy(dense.heatmap)) / max(len(target.classes), 1),
+            "det_box": error[:8].sum() / cells, "det_velocity": error[8:].sum() / cells}
 
 
 def map_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
@@ -77,7 +75,7 @@ def perception_loss(outputs: dict, targets: list[FrameTargets], half: torch.Tens
     for b, target in enumerate(targets):
         agent_out = {k: v[b] for k, v in outputs["agents"].items()}
         map_out = {k: v[b] for k, v in outputs["map"].items()}
-        terms = {**detection_loss(agent_out, target, half, cfg), **map_loss(map_out, target, half, cfg),
+        terms = {**detection_loss(agent_out, target, cfg, grid), **map_loss(map_out, target, half, cfg),
                  "bev_dense": dense_loss(outputs["aux"][b], target, grid, cfg)}
         for name, value in terms.items():
             parts[name] = parts.get(name, 0.0) + value / len(targets)

@@ -6,7 +6,8 @@
 
 Shapes: scene (B, S, D) with S = 6 * rows * cols; bev (B, D, H, W) (rows grow forward, LiDAR
 frame); aux (B, 1 + 3, H, W) logits of agent-centre cells and map-class cells (training only);
-decoder outputs as documented in perception/decoders.py.
+agents as documented in perception/centre_head.py (dense heads, top-K peaks as queries), map
+as in perception/decoders.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from torch import nn
 
 from perception.backbone import CameraBackbone
 from perception.bev_encoder import BevEncoder
+from perception.centre_head import CentreHead
 from perception.config import PerceptionConfig
-from perception.decoders import AgentDecoder, MapDecoder
+from perception.decoders import MapDecoder
 from perception.inputs import CameraBatch
 from perception.scene_sampler import SceneSampler
 from perception.view_transform import ProjectionViewTransform
@@ -31,7 +33,7 @@ class BevPerception(nn.Module):
         self.view_transform = ProjectionViewTransform(cfg.grid)
         self.bev_encoder = BevEncoder(m.fpn_channels, m.token_dim, m.bev_encoder_blocks)
         self.scene_sampler = SceneSampler(m.fpn_channels, m.token_dim, m.scene_pool, len(CAMERAS))
-        self.agent_decoder = AgentDecoder(m, cfg.grid, len(DETECTION_CLASSES))
+        self.agent_head = CentreHead(m, cfg.grid, len(DETECTION_CLASSES))
         self.map_decoder = MapDecoder(m, cfg.grid, len(MAP_CLASSES))
         # Auxiliary dense heads (training only): per-cell "an agent centre is here" and map-class
         # masks. They supervise every BEV cell directly, which the sparse Hungarian-matched query
@@ -46,7 +48,7 @@ class BevPerception(nn.Module):
         fine = levels[-2].unflatten(0, (batch_size, cams))
         coarse = levels[-1].unflatten(0, (batch_size, cams))
         bev = self.bev_encoder(self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size))
-        return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_decoder(bev), "map": self.map_decoder(bev),
+        return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_head(bev), "map": self.map_decoder(bev),
                 "aux": self.aux_heads(bev)}
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from shapely.geometry import LineString, MultiLineString, box
 
+from perception.centre_head import Z_SCALE
 from perception.config import GridConfig
 from vla_world.data.records import MAP_CLASSES, SampleRecord
 
@@ -88,3 +89,43 @@ def dense_bev_targets(targets: FrameTargets, grid: GridConfig) -> np.ndarray:
         cv2.polylines(layer, [np.floor((points + offset) * scale).astype(np.int32)], isClosed=False, color=1, thickness=1)
         masks[1 + kind] = layer
     return masks.astype(np.float32)
+
+
+@dataclass
+class CentreTargets:
+    """Dense targets of the agent centre head (perception/centre_head.py), BEV layout (rows grow forward)."""
+
+    heatmap: np.ndarray  # (classes, H, W) float32: Gaussian bumps, exactly 1 at each agent's centre cell
+    regression: np.ndarray  # (10, H, W) float32: offset (cells), z / Z_SCALE, log size, sin/cos yaw, velocity m/s
+    mask: np.ndarray  # (H, W) bool: cells whose regression is supervised (3x3 around each centre)
+
+
+def centre_sigma(width: float, length: float, cell: float) -> float:
+    """Gaussian sigma (cells) of an agent's heatmap bump: wider for bigger footprints, at least half a cell,
+    so that a peak one cell off is only mildly penalised (CenterNet's penalty-reduced focal loss)."""
+    return max(0.5, 0.35 * min(width, length) / cell)
+
+
+def centre_targets(targets: FrameTargets, grid: GridConfig, num_classes: int) -> CentreTargets:
+    """Heatmap and regression targets of one keyframe; a cell shared by two agents keeps the nearer one
+    (its own centre cell wins over a neighbour's ring)."""
+    cells, cell = grid.cells, 2 * grid.x_half / grid.cells
+    heatmap = np.zeros((num_classes, cells, cells), np.float32)
+    regression = np.zeros((10, cells, cells), np.float32)
+    distance = np.full((cells, cells), np.inf)
+    rows, cols = np.mgrid[0:cells, 0:cells]
+    for agent_box, velocity, kind in zip(targets.boxes, targets.velocities, targets.classes):
+        x, y, z, w, l, h, yaw = (float(v) for v in agent_box)
+        u, v = (x + grid.x_half) / cell - 0.5, (y + grid.y_half) / (2 * grid.y_half / cells) - 0.5  # continuous (col, row)
+        bump = np.exp(-((cols - u) ** 2 + (rows - v) ** 2) / (2 * centre_sigma(w, l, cell) ** 2))
+        row, col = min(max(round(v), 0), cells - 1), min(max(round(u), 0), cells - 1)
+        bump[row, col] = 1.0
+        heatmap[kind] = np.maximum(heatmap[kind], bump)
+        for r in range(max(row - 1, 0), min(row + 2, cells)):
+            for c in range(max(col - 1, 0), min(col + 2, cells)):
+                d = abs(r - v) + abs(c - u)
+                if d < distance[r, c]:
+                    distance[r, c] = d
+                    regression[:, r, c] = [u - c, v - r, z / Z_SCALE, np.log(max(w, 1e-2)), np.log(max(l, 1e-2)),
+                                           np.log(max(h, 1e-2)), np.sin(yaw), np.cos(yaw), *velocity]
+    return CentreTargets(heatmap, regression, np.isfinite(distance))

@@ -82,7 +82,7 @@ def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: 
                targets: list[FrameTargets], cache: ImageCache, cfg: PerceptionConfig) -> tuple[float, dict[str, float]]:
     model.train()
     outputs = model(load_camera_batch(records, cache))
-    loss, parts = perception_loss(outputs, targets, model.agent_decoder.grid_half, cfg.loss, cfg.grid)
+    loss, parts = perception_loss(outputs, targets, model.map_decoder.grid_half, cfg.loss, cfg.grid)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)

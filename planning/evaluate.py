@@ -115,18 +115,28 @@ def evaluate_methods(records: list[SampleRecord], methods: dict[str, Predictions
     if with_gt:
         assembled[GT_ROW_NAME] = _Assembled(gt.copy(), np.zeros(len(records), bool), np.zeros(len(records), bool))
     commands = np.array([r.command for r in records])
+    past_mask = np.stack([r.ego_past_mask for r in records])
     rows = []
     for convention in conventions:
         occupancy = _occupancy(records, convention, progress)
+        eligible = has_context_frames(past_mask, get_convention(convention).context_frames)
         for name, traj in assembled.items():
             for group, command in COMMAND_GROUPS.items():
-                index = np.flatnonzero(commands == command) if command is not None else np.arange(len(records))
+                in_group = commands == command if command is not None else np.ones(len(records), bool)
+                index = np.flatnonzero(in_group & eligible)
                 rows.append(_score(name, convention, group, index, traj, gt, gt_mask, occupancy))
     return EvaluationResult(
         rows=rows, split=split, num_records=len(records), methods=list(assembled), conventions=list(conventions),
         failure_reasons={name: _reason_counts(p) for name, p in methods.items()},
         extra_tokens={name: len(p.tokens - {r.sample_token for r in records}) for name, p in methods.items()},
     )
+
+
+def has_context_frames(past_mask: np.ndarray, frames: int) -> np.ndarray:
+    """(N,) True where the last `frames` past keyframes exist (ST-P3 needs 2; the others 0)."""
+    if frames == 0:
+        return np.ones(len(past_mask), dtype=bool)
+    return past_mask[:, past_mask.shape[1] - frames:].all(axis=1)
 
 
 def _occupancy(records: list[SampleRecord], convention: str, progress: bool) -> np.ndarray:

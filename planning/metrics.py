@@ -69,12 +69,15 @@ class Convention:
     use_mask: bool  # L2 multiplied by the GT mask (UniAD, OpenDriveVLA)
     full_future_only: bool  # evaluate only samples whose 6 future steps all exist
     reports_obj_col: bool  # the single-point test is meaningful in this reference
+    # Past keyframes a sample needs in its own scene: ST-P3's get_indices keeps only samples whose
+    # 3 context frames (t = -1.0, -0.5, 0 s) and 6 future frames lie in one scene (spec §4).
+    context_frames: int = 0
 
 
 CONVENTION_TABLE: dict[str, Convention] = {
     "uniad": Convention("uniad", +1, "native", "native", False, True, False, True),
     "stp3": Convention("stp3", -1, "flip", "native", True, True, False, True),
-    "stp3_original": Convention("stp3_original", -1, "mirror", "native", True, False, True, True),
+    "stp3_original": Convention("stp3_original", -1, "mirror", "native", True, False, True, True, context_frames=2),
     "vad": Convention("vad", +1, "native", "mirror", True, False, True, False),
 }
 

@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)  # two threads collapse when the other core is busy
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_WORLD = dict(num_scenes=4, seed=0, image_size=(96, 54), scene_seconds=10.0)
+TINY_WORLD = {"num_scenes": 4, "seed": 0, "image_size": (96, 54), "scene_seconds": 10.0}
 
 
 @pytest.fixture(scope="session")

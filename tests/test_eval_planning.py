@@ -130,6 +130,18 @@ def test_failed_samples_score_exactly_like_standing_still():
     assert result.failure_reasons["failing"] == {"no trajectory found": 3}
 
 
+def test_stp3_original_needs_two_context_frames():
+    # ST-P3's get_indices drops samples without the 2 past keyframes (t = -1.0, -0.5 s) in the
+    # scene; the other conventions keep them. Record 0 has no past at all, record 1 only t = -0.5 s.
+    records = _records(3)
+    records[0].ego_past_mask[:] = False
+    records[1].ego_past_mask[:] = [False, False, False, True]
+    preds = Predictions(trajectories={r.sample_token: r.ego_future for r in records})
+    result = evaluate_methods(records, {"gt": preds}, progress=False)
+    counts = {c: result.select(c)[0].num_samples for c in CONVENTIONS}
+    assert counts == {"uniad": 3, "stp3": 3, "stp3_original": 1, "vad": 3}
+
+
 def test_per_command_rows_split_the_samples():
     records = _records(3)
     records[1].command = CMD_LEFT

@@ -126,7 +126,6 @@ def test_bad_record_and_convention_raise_readable_errors():
         rasterize_record(record, "uniad")
 
 
-@pytest.mark.slow
 def test_tiny_mini_world_end_to_end(mini_records):
     records = mini_records["val"]
     gt = np.stack([r.ego_future for r in records])

@@ -75,10 +75,6 @@ def test_show_examples_prints_every_stage(synthetic_data, capsys):
 
 @pytest.mark.slow
 def test_eval_qa_on_the_mini_world(request, tmp_path):
-    from vla_world import mini_world
-
-    if not hasattr(mini_world, "make_mini_world"):
-        pytest.skip("vla_world.mini_world.make_mini_world is not written yet")
     root = str(request.getfixturevalue("mini_world"))
     refs = tmp_path / "refs.json"
     assert eval_qa.main(["--dataroot", root, "--write-references", str(refs)]) == 0

@@ -163,13 +163,8 @@ def test_examples_stay_in_the_split_of_their_sample():
     assert_no_scene_leak([r for r in records if r.scene_name == "scene-0"], [r for r in records if r.scene_name == "scene-1"])
 
 
-@pytest.mark.slow  # building the tiny world takes ~80 s on a busy laptop when run alone
-def test_no_scene_in_both_splits_of_the_mini_world(request):
-    from vla_world import mini_world
-
-    if not hasattr(mini_world, "make_mini_world"):
-        pytest.skip("vla_world.mini_world.make_mini_world is not written yet")
-    records = request.getfixturevalue("mini_records")
+def test_no_scene_in_both_splits_of_the_mini_world(mini_records):
+    records = mini_records
     assert_no_scene_leak(records["train"], records["val"])
 
 

@@ -76,3 +76,12 @@ def test_bad_config_names_the_field():
         config_from_dict(StageConfig, {"stage": "planning", "finetune": {"mode": "qlora"}}, "x.yaml")
     with pytest.raises(ConfigError, match="token_source"):
         config_from_dict(StageConfig, {"stage": "planning", "data": {"token_source": "disk"}}, "x.yaml")
+
+
+def test_qwen_presets_need_a_local_folder(tmp_path):
+    from vla_world.model.llm import load_pretrained_llm
+
+    with pytest.raises(FileNotFoundError, match="--llm PATH"):
+        load_pretrained_llm("qwen2.5-0.5b", None)
+    with pytest.raises(FileNotFoundError, match="config.json: not a Hugging Face model folder"):
+        load_pretrained_llm("qwen2.5-3b", tmp_path)

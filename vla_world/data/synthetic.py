@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_world.data.records import CAMERAS, CMD_FORWARD, DETECTION_CLASSES, NUM_FUTURE, NUM_PAST, STEP_SECONDS, SampleRecord
+from vla_world.data.records import (
+    CAMERAS,
+    CMD_FORWARD,
+    DETECTION_CLASSES,
+    NUM_FUTURE,
+    NUM_PAST,
+    STEP_SECONDS,
+    SampleRecord,
+)
 
 _SIZES = {"car": (1.9, 4.6, 1.7), "truck": (2.5, 8.0, 3.2), "bus": (2.9, 11.0, 3.4), "pedestrian": (0.7, 0.7, 1.8), "bicycle": (0.6, 1.8, 1.3)}
 _CATEGORY = {"car": "vehicle.car", "truck": "vehicle.truck", "bus": "vehicle.bus.rigid", "pedestrian": "human.pedestrian.adult", "bicycle": "vehicle.bicycle"}

@@ -44,6 +44,7 @@ class DataConfig:
     perception_config: str | None = None  # oracle tokens: perception config for token sizes (None = its defaults)
     split: str = "train"  # records split to train on
     max_examples: int = 0  # keep at most this many examples (0 = all); smoke runs and quick demos
+    kinematic_copy_examples: int = 0  # planning: extra pseudo-examples whose answer is the CTRA prior (data.py)
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
     eval_split: str = "val"  # split the planner is evaluated on by tools/eval_planning.py
 

@@ -11,6 +11,7 @@ the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import format_trajectory
 from vla_world.data.records import SampleRecord
+from vla_world.model.kinematics import ctra_rollout
 from vla_world.model.sequence import (
     IGNORE_INDEX,
     PLANNING_QUESTION,
@@ -49,6 +51,35 @@ def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
     """The planning stage's examples: the GT ego future as the answer; samples with a masked future are left out."""
     return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
             for r in records if bool(np.all(r.ego_future_mask))]
+
+
+def kinematic_copy_records(records: list[SampleRecord], count: int, seed: int) -> list[SampleRecord]:
+    """`count` pseudo-records whose ego state is perturbed and whose future IS the CTRA rollout of that state.
+
+    Why: with a few hundred planning examples a tiny LLM memorises typical trajectories instead of
+    learning to read the kinematic prior in its prompt. These examples (answer = prior) teach that
+    skill; the real examples teach when to deviate. Perception tokens are those of the source record
+    (looked up through `source_token`); the token of a pseudo-record is `<source>#kin<i>`.
+    """
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for i in range(count):
+        source = records[int(rng.integers(len(records)))]
+        speed = float(rng.uniform(0.0, 12.0))
+        heading = np.pi / 2 + float(rng.normal(0.0, 0.05))
+        velocity = speed * np.array([np.cos(heading), np.sin(heading)], np.float32)
+        accel = float(rng.normal(0.0, 1.0)) * np.array([np.cos(heading), np.sin(heading)], np.float32)
+        yaw_rate = float(rng.choice([0.0, rng.normal(0.0, 0.15)]))
+        future = ctra_rollout(velocity, accel, yaw_rate).astype(np.float32)
+        out.append(dataclasses.replace(
+            source, sample_token=f"{source.sample_token}#kin{i}", ego_velocity=velocity, ego_acceleration=accel,
+            ego_yaw_rate=yaw_rate, ego_speed=speed, ego_future=future, ego_future_mask=np.ones(len(future), bool)))
+    return out
+
+
+def source_token(sample_token: str) -> str:
+    """The real sample a (pseudo-)record's perception tokens come from."""
+    return sample_token.split("#kin", 1)[0]
 
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0) -> list[TrainingExample]:
@@ -89,12 +120,12 @@ def encode_examples(builder: SequenceBuilder, examples: list[TrainingExample], r
     by_token = {r.sample_token: r for r in records}
     samples, dropped = [], Counter()
     for ex in examples:
-        if ex.sample_token not in by_token or ex.sample_token not in tokens:
+        if ex.sample_token not in by_token or source_token(ex.sample_token) not in tokens:
             raise KeyError(f"example {ex.kind!r} names sample {ex.sample_token}, which is not among the "
                            "records/tokens of this split; the example builder and the records disagree")
         try:
-            sample = builder.encode(by_token[ex.sample_token], tokens[ex.sample_token], ex.question, ex.answer,
-                                    ex.focus_track_id)
+            sample = builder.encode(by_token[ex.sample_token], tokens[source_token(ex.sample_token)], ex.question,
+                                    ex.answer, ex.focus_track_id)
         except FocusNotDetected:
             dropped["focus agent not detected"] += 1
             continue

@@ -40,7 +40,9 @@ from vla_world.training.data import (
     collate,
     encode_examples,
     global_batches,
+    kinematic_copy_records,
     load_stage_tokens,
+    planning_examples,
     stage_examples,
 )
 from vla_world.training.model_setup import (
@@ -99,6 +101,11 @@ def prepare_samples(cfg: StageConfig, spec: StageSpec, args: Namespace, model_bu
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
         examples = [examples[i] for i in keep]
+    if spec.examples == "planning" and cfg.data.kinematic_copy_examples:
+        pseudo = kinematic_copy_records(records, cfg.data.kinematic_copy_examples, cfg.train.seed)
+        examples += planning_examples(pseudo)
+        records = records + pseudo
+        log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
     model = model_builder(records, tokens)
     samples, _ = encode_examples(model.sequence_builder, examples, records, tokens, cfg.data.max_length)
     if not samples:
