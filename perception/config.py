@@ -44,10 +44,10 @@ class ModelConfig:
     token_dim: int = 64  # D: width of BEV features and of every token
     bev_encoder_blocks: int = 2  # residual conv blocks on the BEV grid
     scene_pool: tuple[int, int] = (2, 3)  # (rows, cols) adaptive pooling per camera -> 6*rows*cols scene tokens
-    num_agent_queries: int = 30  # DETR queries for agents
+    num_agent_queries: int = 30  # agent queries = the K strongest centre-heatmap peaks (perception/centre_head.py)
     num_map_queries: int = 20  # queries for map polylines
     map_points: int = 10  # P: points per decoded polyline
-    decoder_layers: int = 2  # transformer decoder layers (agent and map decoders each)
+    decoder_layers: int = 2  # transformer decoder layers of the map decoder
     decoder_heads: int = 4  # attention heads
     ffn_dim: int = 128  # decoder feed-forward width
     dropout: float = 0.0  # decoder dropout (0 keeps CPU runs deterministic)
@@ -63,11 +63,11 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the Hungarian-matched losses (and of the matching costs, which reuse them)."""
+    """Loss weights: dense centre-head losses for agents, Hungarian-matched losses (and costs) for map elements."""
 
-    cls_weight: float = 2.0  # sigmoid focal loss on the class logits
-    box_weight: float = 1.0  # L1 on normalised centre, log size, sin/cos yaw
-    velocity_weight: float = 0.5  # L1 on velocity (m/s)
+    cls_weight: float = 2.0  # CenterNet focal loss on the per-class agent centre heatmap
+    box_weight: float = 1.0  # L1 on centre offset (cells), z / 3 m, log size, sin/cos yaw around GT centres
+    velocity_weight: float = 0.5  # L1 on velocity (m/s) around GT centres
     map_cls_weight: float = 2.0  # focal loss on map element classes
     map_points_weight: float = 5.0  # L1 on normalised polyline points (direction-agnostic)
     dense_weight: float = 2.0  # focal loss on the auxiliary per-cell BEV masks (agent centres, map classes)

@@ -1,7 +1,7 @@
 """Hungarian matching of predictions to ground truth (scipy's linear_sum_assignment).
 
-Matching costs reuse the loss terms so that what is matched is what is trained:
-  agents: cls_weight * (-p_class) + box_weight * L1(normalised centres)
+Used for map elements (agents are dense, perception/centre_head.py) and for reporting GT track ids
+of detections. The map cost reuses the loss terms so that what is matched is what is trained:
   map:    map_cls_weight * (-p_type) + map_points_weight * mean L1(normalised points), taking the
           better of the two point orders (a lane divider has no preferred direction).
 """
@@ -26,14 +26,6 @@ def polyline_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     forward = (pred[:, None] - target[None]).abs().mean((-1, -2))
     backward = (pred[:, None] - target.flip(1)[None]).abs().mean((-1, -2))
     return torch.minimum(forward, backward)
-
-
-def agent_cost(logits: torch.Tensor, centres: torch.Tensor, target_classes: torch.Tensor,
-               target_centres: torch.Tensor, half: torch.Tensor, cls_weight: float, box_weight: float) -> torch.Tensor:
-    """(Q, T) cost of matching queries to GT agents; centres in metres, normalised by the grid half size."""
-    class_cost = -logits.sigmoid()[:, target_classes]
-    centre_cost = torch.cdist(centres / half, target_centres / half, p=1)
-    return cls_weight * class_cost + box_weight * centre_cost
 
 
 def map_cost(logits: torch.Tensor, points: torch.Tensor, target_types: torch.Tensor,

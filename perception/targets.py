@@ -19,6 +19,7 @@ from shapely.geometry import LineString, MultiLineString, box
 
 from perception.centre_head import Z_SCALE
 from perception.config import GridConfig
+from perception.geometry import cell_index
 from vla_world.data.records import MAP_CLASSES, SampleRecord
 
 MIN_POLYLINE_LENGTH = 0.5  # m: shorter clipped pieces are slivers at the grid edge, not elements
@@ -118,7 +119,7 @@ def centre_targets(targets: FrameTargets, grid: GridConfig, num_classes: int) ->
         x, y, z, w, l, h, yaw = (float(v) for v in agent_box)
         u, v = (x + grid.x_half) / cell - 0.5, (y + grid.y_half) / (2 * grid.y_half / cells) - 0.5  # continuous (col, row)
         bump = np.exp(-((cols - u) ** 2 + (rows - v) ** 2) / (2 * centre_sigma(w, l, cell) ** 2))
-        row, col = min(max(round(v), 0), cells - 1), min(max(round(u), 0), cells - 1)
+        row, col = np.clip(cell_index(agent_box[None, :2], grid)[0], 0, cells - 1)  # same cell as the BEV layout
         bump[row, col] = 1.0
         heatmap[kind] = np.maximum(heatmap[kind], bump)
         for r in range(max(row - 1, 0), min(row + 2, cells)):

@@ -5,18 +5,38 @@ cell centre, lifted to a few heights, is projected with the record's real intrin
 camera->LiDAR transforms, and the camera feature map is bilinearly sampled there; features of all
 cameras and heights that see the point are averaged. Why: the mini world has no depth labels to
 supervise a lift-splat depth distribution, the cost grows with the number of BEV cells (not image
-pixels x depth bins), it is plain `grid_sample`, and the geometry is exactly checkable in tests.
+pixels x depth bins), and the geometry is exactly checkable in tests.
 The ambiguity along each camera ray is left to the BEV encoder and decoders to resolve.
+
+Implementation: the whole transform is one sparse (cells x camera pixels) matrix of bilinear
+weights / visible count, multiplied with the flattened feature maps. It equals
+`F.grid_sample(..., align_corners=False, padding_mode="zeros")` averaged over visible
+(camera, height) pairs, but only the ~1/6 of (point, camera) pairs that are visible cost anything:
+calling `grid_sample` on every camera took ~30% of a CPU training step (forward + backward).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from perception.config import GridConfig
 from perception.geometry import cell_centres, sampling_grid
+
+
+def bilinear_corners(coords: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """grid_sample-style normalised coords (C, N, 2) in [-1, 1] (align_corners=False) -> for the 4
+    neighbouring pixels: flat pixel index (4, C, N), bilinear weight (4, C, N), inside-the-map mask (4, C, N)."""
+    x = ((coords[..., 0] + 1) * width - 1) / 2
+    y = ((coords[..., 1] + 1) * height - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    indices, weights, inside = [], [], []
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        cx, cy = x0 + dx, y0 + dy
+        weights.append((1 - (x - cx).abs()) * (1 - (y - cy).abs()))
+        inside.append((cx >= 0) & (cx < width) & (cy >= 0) & (cy < height))
+        indices.append(cy.clamp(0, height - 1).long() * width + cx.clamp(0, width - 1).long())
+    return torch.stack(indices), torch.stack(weights), torch.stack(inside)
 
 
 class ProjectionViewTransform(nn.Module):
@@ -30,15 +50,28 @@ class ProjectionViewTransform(nn.Module):
         pillars = torch.cat([centres.repeat(len(heights), 1), heights.repeat_interleave(len(centres))[:, None]], 1)
         self.register_buffer("pillar_points", pillars, persistent=False)  # (Z*H*W, 3), height-major
 
+    def sampling_matrix(self, sensor2lidar: torch.Tensor, intrinsics: torch.Tensor, image_size: torch.Tensor,
+                        height: int, width: int) -> torch.Tensor:
+        """Sparse (H*W, C*h*w) matrix: BEV cell <- mean over visible (camera, height) of bilinear samples."""
+        cams, cells = sensor2lidar.shape[0], self.grid.cells ** 2
+        coords, visible = sampling_grid(self.pillar_points, sensor2lidar, intrinsics, image_size)
+        pixel, weight, inside = bilinear_corners(coords, height, width)
+        cell = torch.arange(len(self.pillar_points)) % cells  # pillar point -> its BEV cell (height-major order)
+        count = torch.zeros(cells).index_add_(0, cell.repeat(cams), visible.flatten().float()).clamp(min=1.0)
+        keep = inside & visible[None]
+        corner, cam, point = keep.nonzero(as_tuple=True)
+        rows = cell[point]
+        columns = cam * height * width + pixel[corner, cam, point]
+        values = weight[corner, cam, point] / count[rows]
+        return torch.sparse_coo_tensor(torch.stack([rows, columns]), values, (cells, cams * height * width),
+                                       check_invariants=False).coalesce()
+
     def forward(self, features: torch.Tensor, sensor2lidar: torch.Tensor, intrinsics: torch.Tensor,
                 image_size: torch.Tensor) -> torch.Tensor:
-        batch, _, channels = features.shape[:3]
+        batch, cams, channels, height, width = features.shape
         bev = []
         for b in range(batch):
-            coords, visible = sampling_grid(self.pillar_points, sensor2lidar[b], intrinsics[b], image_size[b])
-            sampled = F.grid_sample(features[b], coords[:, None], align_corners=False)[:, :, 0]  # (C, F, N)
-            weights = visible.float()[:, None]
-            summed = (sampled * weights).sum(0).reshape(channels, len(self.grid.heights), -1).sum(1)
-            count = weights.sum(0).reshape(len(self.grid.heights), -1).sum(0).clamp(min=1.0)
-            bev.append((summed / count).reshape(channels, self.grid.cells, self.grid.cells))
+            matrix = self.sampling_matrix(sensor2lidar[b], intrinsics[b], image_size[b], height, width)
+            pixels = features[b].permute(0, 2, 3, 1).reshape(cams * height * width, channels)
+            bev.append(torch.sparse.mm(matrix, pixels).T.reshape(channels, self.grid.cells, self.grid.cells))
         return torch.stack(bev)

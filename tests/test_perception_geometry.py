@@ -68,3 +68,23 @@ def test_dense_bev_targets_use_the_bev_layout():
     assert masks[0, 34:37, 27:30].sum() == 9 and masks[0].sum() == 9
     # lane dividers at x = -1.75 / +1.75 -> columns 23 and 26, along every row
     assert masks[1, :, 23].sum() == 50 and masks[1, :, 26].sum() == 50 and masks[2:].sum() == 0
+
+
+def test_sparse_view_transform_equals_grid_sample_average():
+    """The sparse-matrix transform must equal grid_sample averaged over the (camera, height) pairs that see a point."""
+    import torch.nn.functional as F
+
+    grid = GridConfig(x_half=8.0, y_half=8.0, cells=16, heights=(-1.0, 0.5))
+    second = forward_camera()[0].clone()
+    second[:3, :3] = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # looks along +x
+    cams = torch.stack([forward_camera()[0], second])
+    torch.manual_seed(0)
+    features = torch.randn(1, 2, 3, 9, 16)
+    transform = ProjectionViewTransform(grid)
+    bev = transform(features, cams[None], K.expand(2, 3, 3)[None], IMAGE_SIZE.expand(2, 2)[None])[0]
+    coords, visible = sampling_grid(transform.pillar_points, cams, K.expand(2, 3, 3), IMAGE_SIZE.expand(2, 2))
+    sampled = F.grid_sample(features[0], coords[:, None], align_corners=False)[:, :, 0] * visible[:, None]  # (cams, C, N)
+    summed = sampled.sum(0).reshape(3, 2, -1).sum(1)
+    count = visible.float().sum(0).reshape(2, -1).sum(0).clamp(min=1.0)
+    assert torch.allclose(bev, (summed / count).reshape(3, 16, 16), atol=1e-5)
+    assert visible.any(1).all()  # both cameras contribute

@@ -58,12 +58,14 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
         steps.append(Step("perception", tool("train.py", "--stage", "perception", "--config", "configs/perception/tiny.yaml",
                                              "--set", f"train.epochs={a.perception_epochs}",
                                              "--dataroot", data, "--out", str(ck / "perception"))))
+    token_dir = Path(a.cache) / "tokens"
     token_src = ["--oracle"] if a.oracle else ["--checkpoint", str(ck / "perception" / "last")]
     for split in ("train", "val"):
         steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
-                                                  "--out", str(Path(a.cache) / "tokens" / f"{split}.safetensors"))))
+                                                  "--out", str(token_dir / f"{split}.safetensors"))))
     for stage in LLM_STAGES:
         steps.append(Step(stage, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
+                                      "--set", f"data.token_cache={token_dir}",
                                       "--dataroot", data, "--out", str(ck / stage))))
     base = out / "baselines"
     preds = [str(base / f"{m}.json") for m in ("constant_velocity", "kinematic", "ego_mlp")]
@@ -73,9 +75,10 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
                               "--checkpoint", str(ck / "planning" / "last"), "--checkpoint-name", "VLA-tiny",
                               "--out", str(out / "eval"), "--results-md", "docs/results.md")),
         Step("qa", tool("eval_qa.py", "--checkpoint", str(ck / "instruct" / "last"), "--dataroot", data,
+                        "--tokens", str(token_dir / "val.safetensors"),
                         "--split", "val", "--max-examples", str(a.qa_examples), "--out", str(out / "qa"))),
         Step("pictures", tool("visualize.py", "--dataroot", data, "--split", "val", "--pred", str(base / "kinematic.json"),
-                              "--pred-vla", str(out / "eval" / "VLA-tiny.json"), "--samples", "6", "--gif",
+                              "--pred-vla", str(out / "eval" / "last.json"), "--samples", "6", "--gif",
                               "--out", str(out / "bev"))),
     ]
     return steps

@@ -30,7 +30,7 @@ from planning.baselines import (
 from planning.kinematic import fit_kinematic, predict_kinematic
 from planning.predictions import save_predictions
 from vla_world.checkpoint import save_checkpoint
-from vla_world.config import ConfigError, config_to_dict, load_config
+from vla_world.config import ConfigError, config_to_dict, load_config, parse_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,16 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/baselines", help="folder for the prediction files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
-
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=10")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,21 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_overrides(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
+    from vla_world.config import ConfigError, parse_overrides
+
     args = build_parser().parse_args(argv)
-    args.overrides = parse_overrides(args.set)
+    try:
+        args.overrides = parse_overrides(args.set)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
     if args.out is None:
         args.out = f"checkpoints/{args.stage}"
     if args.stage in PERCEPTION_STAGES:

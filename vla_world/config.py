@@ -129,6 +129,17 @@ def load_config(path: str | Path, cls: type[T], overrides: dict | None = None) -
     return _build(cls, data, str(path))
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`--set KEY=VALUE` strings -> {dotted key: YAML-parsed value}, for `load_config(overrides=...)`."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-4")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict (tuples as lists) for YAML/JSON writing."""
     def plain(v: Any) -> Any:
