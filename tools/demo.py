@@ -40,48 +40,81 @@ class Step:
     skip_if: Path | None = None  # the step's product; present -> skip
 
 
+@dataclass(frozen=True)
+class Scale:
+    """How big each step runs: the full demo, or `--smoke` (every tool once, in about a minute)."""
+
+    world: tuple[str, ...]  # extra make_mini_world.py flags
+    perception: tuple[str, ...]  # extra train.py flags for perception
+    llm: tuple[str, ...]  # extra train.py flags for each LLM stage
+    qa: tuple[str, ...]  # extra eval_qa.py flags
+    pictures: int  # val samples drawn
+
+
+def full_scale(a: argparse.Namespace) -> Scale:
+    return Scale(world=("--scenes", str(a.scenes)), perception=("--set", f"train.epochs={a.perception_epochs}"),
+                 llm=(), qa=("--max-examples", str(a.qa_examples)), pictures=6)
+
+
+SMOKE = Scale(world=("--scenes", "2", "--seconds", "6", "--image-size", "64", "36"), perception=("--max-steps", "2"),
+              llm=("--max-steps", "2"), qa=("--max-examples", "4", "--no-meteor"), pictures=1)
+
+
 def tool(name: str, *args: str) -> list[str]:
     return [sys.executable, str(ROOT / "tools" / name), *args]
 
 
-def build_steps(a: argparse.Namespace) -> list[Step]:
-    data, out, ck = a.data, Path(a.out), Path(a.checkpoints)
-    version_dir = Path(data) / "v1.0-mini"
-    steps = [
-        Step("world", tool("make_mini_world.py", "--out", data, "--scenes", str(a.scenes), "--seed", str(a.seed)),
-             skip_if=version_dir / "sample.json"),
+def data_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
+    data, out = a.data, Path(a.out)
+    return [
+        Step("world", tool("make_mini_world.py", "--out", data, "--seed", str(a.seed), *scale.world),
+             skip_if=Path(data) / "v1.0-mini" / "sample.json"),
         Step("summary", tool("data_summary.py", "--dataroot", data)),
         Step("preview", tool("show_sample.py", "--dataroot", data, "--out", str(out / "sample_preview.png"))),
         Step("baselines", tool("run_baselines.py", "--dataroot", data, "--out", str(out / "baselines"))),
     ]
+
+
+def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
+    data, ck, token_dir = a.data, Path(a.checkpoints), Path(a.cache) / "tokens"
+    steps = []
     if not a.oracle:
         steps.append(Step("perception", tool("train.py", "--stage", "perception", "--config", "configs/perception/tiny.yaml",
-                                             "--set", f"train.epochs={a.perception_epochs}",
-                                             "--dataroot", data, "--out", str(ck / "perception"))))
-    token_dir = Path(a.cache) / "tokens"
-    token_src = ["--oracle"] if a.oracle else ["--checkpoint", str(ck / "perception" / "last")]
+                                             *scale.perception, "--dataroot", data, "--out", str(ck / "perception"))))
+    # Smoke: perception still trains (2 steps) to check its path, but detects nothing yet, which would
+    # leave the agent questions of the LLM stages empty; oracle tokens keep those stages fed.
+    oracle_tokens = a.oracle or a.smoke
+    token_src = ["--oracle"] if oracle_tokens else ["--checkpoint", str(ck / "perception" / "last")]
     for split in ("train", "val"):
         steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
                                                   "--out", str(token_dir / f"{split}.safetensors"))))
     for stage in LLM_STAGES:
         steps.append(Step(stage, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
-                                      "--set", f"data.token_cache={token_dir}",
+                                      "--set", f"data.token_cache={token_dir}", *scale.llm,
                                       "--dataroot", data, "--out", str(ck / stage))))
-    base = out / "baselines"
+    return steps
+
+
+def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
+    data, out, ck, base = a.data, Path(a.out), Path(a.checkpoints), Path(a.out) / "baselines"
     preds = [str(base / f"{m}.json") for m in ("constant_velocity", "kinematic", "ego_mlp")]
-    steps += [
+    return [
         Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", "val", "--pred", *preds,
                               "--names", "Constant velocity", "Kinematic", "Ego-MLP",
                               "--checkpoint", str(ck / "planning" / "last"), "--checkpoint-name", "VLA-tiny",
-                              "--out", str(out / "eval"), "--results-md", "docs/results.md")),
+                              "--out", str(out / "eval"), "--results-md", a.results_md)),
         Step("qa", tool("eval_qa.py", "--checkpoint", str(ck / "instruct" / "last"), "--dataroot", data,
-                        "--tokens", str(token_dir / "val.safetensors"),
-                        "--split", "val", "--max-examples", str(a.qa_examples), "--out", str(out / "qa"))),
+                        "--tokens", str(Path(a.cache) / "tokens" / "val.safetensors"), "--split", "val",
+                        *scale.qa, "--out", str(out / "qa"))),
         Step("pictures", tool("visualize.py", "--dataroot", data, "--split", "val", "--pred", str(base / "kinematic.json"),
-                              "--pred-vla", str(out / "eval" / "last.json"), "--samples", "6", "--gif",
+                              "--pred-vla", str(out / "eval" / "last.json"), "--samples", str(scale.pictures), "--gif",
                               "--out", str(out / "bev"))),
     ]
-    return steps
+
+
+def build_steps(a: argparse.Namespace) -> list[Step]:
+    scale = SMOKE if a.smoke else full_scale(a)
+    return data_steps(a, scale) + model_steps(a, scale) + evaluation_steps(a, scale)
 
 
 def run_step(step: Step) -> float:
@@ -109,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="epochs of the tiny perception model (tiny.yaml trains 8 for its reported metrics)")
     p.add_argument("--qa-examples", type=int, default=200, help="val QA examples to generate answers for")
     p.add_argument("--until", default=None, help="stop after the step of this name")
+    p.add_argument("--smoke", action="store_true",
+                   help="every step at the smallest size (2 short scenes, 2 training steps per stage): checks the path")
+    p.add_argument("--results-md", default="docs/results.md", help="where the results table is written")
     a = p.parse_args(argv)
     timings: dict[str, float] = {}
     for step in build_steps(a):
