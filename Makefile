@@ -7,6 +7,11 @@ PIP := $(VPY) -m pip
 CONSTRAINTS := requirements/constraints.txt
 DATA ?= data/mini_world
 OUT ?= outputs
+# Where torch comes from. This machine has the CPU wheel locally (pip's find-links); elsewhere use
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# so pip does not fetch the multi-GB CUDA build from PyPI.
+TORCH_INDEX ?=
+TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: install demo test test-all lint bench clean-data
@@ -18,7 +23,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.py $(CONSTRAINTS)
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=23"
-	$(PIP) install -q -c $(CONSTRAINTS) "torch==2.13.0"
+	$(PIP) install -q -c $(CONSTRAINTS) $(TORCH_FLAGS) "torch==2.13.0"
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
 	$(VPY) -c "import torch, nuscenes, transformers; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@

@@ -85,3 +85,25 @@ def test_qwen_presets_need_a_local_folder(tmp_path):
         load_pretrained_llm("qwen2.5-0.5b", None)
     with pytest.raises(FileNotFoundError, match="config.json: not a Hugging Face model folder"):
         load_pretrained_llm("qwen2.5-3b", tmp_path)
+
+
+def test_qwen_preset_loads_a_local_folder_and_adds_our_tokens(tmp_path):
+    # A one-layer Qwen2 with the 0.5B preset's hidden size stands in for a downloaded Qwen2.5
+    # folder: the same from_pretrained path, no network, a few MB.
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from vla_world.model.llm import load_pretrained_llm
+    from vla_world.model.tokenizer import SPECIAL_TOKENS, train_tokenizer
+
+    tokenizer = train_tokenizer(["the car ahead slows down", "turn left at (1.25,3.50)"] * 20, vocab_size=300)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=896, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=256)
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, loaded = load_pretrained_llm("qwen2.5-0.5b", tmp_path)
+    assert all(loaded.convert_tokens_to_ids(t) != loaded.unk_token_id for t in SPECIAL_TOKENS)
+    assert model.get_input_embeddings().num_embeddings >= len(loaded)
+    ids = loaded("turn left <traj_start>", return_tensors="pt").input_ids
+    assert model(input_ids=ids).logits.shape == (1, ids.shape[1], model.get_input_embeddings().num_embeddings)
+    with pytest.raises(ValueError, match="does not match preset 'qwen2.5-3b'"):
+        load_pretrained_llm("qwen2.5-3b", tmp_path)
