@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
@@ -49,8 +50,8 @@ def validate_nuscenes_tables(dataroot, version: str) -> list[str]:
     problems += _check_list_links(index)
     for name in CHAINED:
         problems += _check_chain(name, index[name], _timestamps(name, index))
-    problems += _check_scenes(index)
-    problems += _check_instances(index)
+    problems += _check_owned_chains(index, SCENE_SAMPLES)
+    problems += _check_owned_chains(index, INSTANCE_ANNOTATIONS)
     problems += _check_keyframes(index)
     return problems
 
@@ -140,45 +141,49 @@ def _walk(records: dict, first: str, limit: int) -> list[str]:
     return chain
 
 
-def _check_scenes(index: dict) -> list[str]:
+@dataclass(frozen=True)
+class OwnedChain:
+    """A prev/next chain of `child` rows owned by one `owner` row (scene -> samples, instance -> annotations)."""
+
+    owner: str  # table of the owner, e.g. "scene"
+    child: str  # table of the chained rows, e.g. "sample"
+    first: str  # owner field naming the first child
+    last: str  # owner field naming the last child
+    count: str  # owner field with the number of children
+    back_link: str  # child field pointing back at the owner
+
+
+SCENE_SAMPLES = OwnedChain("scene", "sample", "first_sample_token", "last_sample_token", "nbr_samples", "scene_token")
+INSTANCE_ANNOTATIONS = OwnedChain("instance", "sample_annotation", "first_annotation_token", "last_annotation_token",
+                                  "nbr_annotations", "instance_token")
+
+
+def _check_owned_chains(index: dict, spec: OwnedChain) -> list[str]:
     problems = []
-    samples = index["sample"]
-    for token, scene in index["scene"].items():
-        first, last = scene.get("first_sample_token"), scene.get("last_sample_token")
-        if first not in samples or last not in samples:
+    children = index[spec.child]
+    for token, owner in index[spec.owner].items():
+        first, last = owner.get(spec.first), owner.get(spec.last)
+        if first not in children or last not in children:
             continue  # already reported as a broken link
-        if samples[first].get("prev"):
-            problems.append(f"scene.json: {token}: first sample {first} has a prev link")
-        if samples[last].get("next"):
-            problems.append(f"scene.json: {token}: last sample {last} has a next link")
-        chain = _walk(samples, first, len(samples))
-        if not chain or chain[-1] != last:
-            problems.append(f"scene.json: {token}: walking next from the first sample does not end at last_sample_token")
-        if len(chain) != scene.get("nbr_samples"):
-            problems.append(f"scene.json: {token}: nbr_samples={scene.get('nbr_samples')} but the chain has {len(chain)}")
-        foreign = [s for s in chain if samples[s].get("scene_token") != token]
-        if foreign:
-            problems.append(f"scene.json: {token}: sample {foreign[0]} in its chain belongs to another scene")
+        problems += _chain_problems(f"{spec.owner}.json: {token}", token, children, first, last, owner.get(spec.count), spec)
     return problems
 
 
-def _check_instances(index: dict) -> list[str]:
+def _chain_problems(where: str, token: str, children: dict, first: str, last: str, count: int | None,
+                    spec: OwnedChain) -> list[str]:
     problems = []
-    annotations = index["sample_annotation"]
-    for token, inst in index["instance"].items():
-        first, last = inst.get("first_annotation_token"), inst.get("last_annotation_token")
-        if first not in annotations or last not in annotations:
-            continue
-        if annotations[first].get("prev"):
-            problems.append(f"instance.json: {token}: first annotation {first} has a prev link")
-        chain = _walk(annotations, first, len(annotations))
-        if not chain or chain[-1] != last:
-            problems.append(f"instance.json: {token}: walking next from first_annotation_token does not end at last")
-        if len(chain) != inst.get("nbr_annotations"):
-            problems.append(f"instance.json: {token}: nbr_annotations={inst.get('nbr_annotations')} but the chain has {len(chain)}")
-        foreign = [a for a in chain if annotations[a].get("instance_token") != token]
-        if foreign:
-            problems.append(f"instance.json: {token}: annotation {foreign[0]} in its chain belongs to another instance")
+    if children[first].get("prev"):
+        problems.append(f"{where}: first {spec.child} {first} has a prev link")
+    if children[last].get("next"):
+        problems.append(f"{where}: last {spec.child} {last} has a next link")
+    chain = _walk(children, first, len(children))
+    if not chain or chain[-1] != last:
+        problems.append(f"{where}: walking next from {spec.first} does not end at {spec.last}")
+    if len(chain) != count:
+        problems.append(f"{where}: {spec.count}={count} but the chain has {len(chain)}")
+    foreign = [c for c in chain if children[c].get(spec.back_link) != token]
+    if foreign:
+        problems.append(f"{where}: {spec.child} {foreign[0]} in its chain belongs to another {spec.owner}")
     return problems
 
 
