@@ -184,6 +184,13 @@ def _scene_records(ctx: _SceneContext) -> list[SampleRecord]:
     return [_record(ctx, frames, i) for i in range(len(frames))]
 
 
+def sensor_poses(nusc: NuScenes, sample_data: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sensor -> ego, ego -> global at the sensor's own timestamp, calibrated_sensor row) of one sample_data."""
+    cs = nusc.get("calibrated_sensor", sample_data["calibrated_sensor_token"])
+    pose = nusc.get("ego_pose", sample_data["ego_pose_token"])
+    return pose_matrix(cs["translation"], cs["rotation"]), pose_matrix(pose["translation"], pose["rotation"]), cs
+
+
 def _scene_frames(nusc: NuScenes, scene: dict) -> list[_Frame]:
     frames = []
     visibility = _visibility_levels(nusc)
@@ -195,10 +202,7 @@ def _scene_frames(nusc: NuScenes, scene: dict) -> list[_Frame]:
             raise RecordError(f"{nusc.version}/sample_data.json: sample {token} (scene {scene['name']}) has no "
                               f"LIDAR_TOP keyframe; {FIX_TABLES}")
         lidar_sd = nusc.get("sample_data", lidar_token)
-        cs = nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
-        pose = nusc.get("ego_pose", lidar_sd["ego_pose_token"])
-        lidar2ego = pose_matrix(cs["translation"], cs["rotation"])
-        ego2global = pose_matrix(pose["translation"], pose["rotation"])
+        lidar2ego, ego2global, _ = sensor_poses(nusc, lidar_sd)
         frames.append(_Frame(sample, lidar_sd, ego2global @ lidar2ego, ego2global, lidar2ego,
                              _sample_boxes(nusc, sample, visibility)))
         token = sample["next"]
@@ -409,9 +413,8 @@ def _cameras(nusc: NuScenes, now: _Frame) -> dict[str, np.ndarray]:
             raise RecordError(f"{nusc.version}/sample_data.json: sample {now.sample['token']} has no {cam} keyframe "
                               f"(every sample needs all of {list(CAMERAS)}); {FIX_TABLES}")
         sd = nusc.get("sample_data", token)
-        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-        pose = nusc.get("ego_pose", sd["ego_pose_token"])
-        cam2global = pose_matrix(pose["translation"], pose["rotation"]) @ pose_matrix(cs["translation"], cs["rotation"])
+        cam2ego, ego2global, cs = sensor_poses(nusc, sd)
+        cam2global = ego2global @ cam2ego
         paths.append(sd["filename"])
         intrinsics.append(np.asarray(cs["camera_intrinsic"], dtype=np.float64).reshape(3, 3))
         sensor2lidar.append(global2lidar @ cam2global)
