@@ -33,5 +33,10 @@ setup(
     packages=find_packages(include=["vla_world", "vla_world.*", "perception", "perception.*", "planning", "planning.*"]),
     python_requires=">=3.10",
     install_requires=CORE,
-    extras_require={"dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.5"]},
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.5"],
+        # ZeRO-2 through `accelerate launch` (docs/distributed.md); install with DS_BUILD_OPS=0 (no compiled ops).
+        # Only 0.19.8 measured (torch 2.13 CPU); vla_world/training/distributed.py reads ZeRO-1/2 fragment mappings.
+        "deepspeed": ["deepspeed>=0.19,<0.20"],
+    },
 )

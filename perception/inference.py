@@ -2,6 +2,11 @@
 
     detections = decode_agents(agent_out, cfg.inference)   # one keyframe, no batch dim
     tokens = model_tokens(model, records, cache, cfg)      # {sample_token: PerceptionTokens}
+    tokens = outputs_to_tokens(per_keyframe(out), records, cfg)   # shared with the with-grad path
+
+The selection of agents and map elements is discrete (score thresholds); the token embeddings
+keep whatever autograd history the outputs had, so the planning stage's online path
+(vla_world/training/online_perception.py) back-propagates through the same decoding.
 
 Boxes are (x, y, z, w, l, h, yaw) in the current LiDAR_TOP frame, metres / radians CCW from +x.
 `agent_track_ids` of a token is the GT track id of the GT agent matched to it (Hungarian on
@@ -77,13 +82,28 @@ def gt_track_ids(pred_centres: np.ndarray, gt_centres: np.ndarray, gt_ids: np.nd
 
 def to_tokens(scene: torch.Tensor, detections: Detections, elements: MapElements, record: SampleRecord,
               cfg: PerceptionConfig) -> PerceptionTokens:
+    """Tokens of one keyframe; embeddings keep their graph, decoded boxes/points are detached (values, not features)."""
     targets = frame_targets(record, cfg.grid, cfg.model.map_points)
-    ids = gt_track_ids(detections.boxes[:, :2].numpy(), targets.boxes[:, :2], targets.track_ids, cfg.inference.gt_match_distance)
+    boxes = detections.boxes.detach()
+    ids = gt_track_ids(boxes[:, :2].numpy(), targets.boxes[:, :2], targets.track_ids, cfg.inference.gt_match_distance)
     return PerceptionTokens(
         scene=scene, agents=detections.embeddings, map=elements.embeddings,
-        agent_boxes=detections.boxes, agent_classes=detections.classes.long(), agent_track_ids=torch.from_numpy(ids),
-        map_types=elements.types.long(), map_points=elements.points,
+        agent_boxes=boxes, agent_classes=detections.classes.long(), agent_track_ids=torch.from_numpy(ids),
+        map_types=elements.types.long(), map_points=elements.points.detach(),
     )
+
+
+def per_keyframe(out: dict) -> list[dict]:
+    """Batched model outputs -> one {"scene", "agents", "map"} dict per keyframe (no batch dim)."""
+    return [{"scene": out["scene"][b], "agents": {k: v[b] for k, v in out["agents"].items()},
+             "map": {k: v[b] for k, v in out["map"].items()}} for b in range(out["scene"].shape[0])]
+
+
+def outputs_to_tokens(outputs: list[dict], records: list[SampleRecord], cfg: PerceptionConfig) -> dict[str, PerceptionTokens]:
+    """{sample_token: PerceptionTokens} from per-keyframe outputs (in `records` order), thresholds from `cfg`."""
+    return {record.sample_token: to_tokens(out["scene"], decode_agents(out["agents"], cfg.inference),
+                                           decode_map(out["map"], cfg.inference), record, cfg)
+            for record, out in zip(records, outputs, strict=True)}
 
 
 @torch.no_grad()
@@ -93,18 +113,11 @@ def run_model(model: torch.nn.Module, records: list[SampleRecord], cache: ImageC
     model.eval()
     outputs = []
     for start in tqdm(range(0, len(records), batch_size), desc="perception", disable=not progress):
-        out = model(load_camera_batch(records[start:start + batch_size], cache))
-        for b in range(out["scene"].shape[0]):
-            outputs.append({"scene": out["scene"][b], "agents": {k: v[b] for k, v in out["agents"].items()},
-                            "map": {k: v[b] for k, v in out["map"].items()}})
+        outputs += per_keyframe(model(load_camera_batch(records[start:start + batch_size], cache)))
     return outputs
 
 
 def model_tokens(model: torch.nn.Module, records: list[SampleRecord], cache: ImageCache, cfg: PerceptionConfig,
                  progress: bool = True) -> dict[str, PerceptionTokens]:
     """{sample_token: PerceptionTokens} from a trained model."""
-    tokens = {}
-    for record, out in zip(records, run_model(model, records, cache, cfg.train.batch_size, progress)):
-        tokens[record.sample_token] = to_tokens(out["scene"], decode_agents(out["agents"], cfg.inference),
-                                                decode_map(out["map"], cfg.inference), record, cfg)
-    return tokens
+    return outputs_to_tokens(run_model(model, records, cache, cfg.train.batch_size, progress), records, cfg)

@@ -12,6 +12,7 @@ as in perception/decoders.py.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from perception.backbone import CameraBackbone
@@ -42,12 +43,24 @@ class BevPerception(nn.Module):
         nn.init.constant_(self.aux_heads.bias, -4.6)
 
     def forward(self, batch: CameraBatch) -> dict:
+        return self.tail(*self.frozen_part(batch))
+
+    def frozen_part(self, batch: CameraBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Camera backbone + view transform: (BEV input (B, C_fpn, H, W), coarsest level (B, cams, C_fpn, h, w)).
+
+        The part the planning stage keeps frozen (perception/tail.py caches its output); the view
+        transform has no parameters, so everything after it is trainable.
+        """
         batch_size, cams = batch.images.shape[:2]
         levels = self.backbone(batch.images.flatten(0, 1))
         # The finer level feeds the BEV (spatial detail); the coarsest one the scene tokens, as in the paper.
         fine = levels[-2].unflatten(0, (batch_size, cams))
         coarse = levels[-1].unflatten(0, (batch_size, cams))
-        bev = self.bev_encoder(self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size))
+        return self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size), coarse
+
+    def tail(self, bev_input: torch.Tensor, coarse: torch.Tensor) -> dict:
+        """Everything after the view transform: BEV encoder, scene sampler, agent head, map decoder, aux heads."""
+        bev = self.bev_encoder(bev_input)
         return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_head(bev), "map": self.map_decoder(bev),
                 "aux": self.aux_heads(bev)}
 

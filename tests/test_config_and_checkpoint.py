@@ -107,3 +107,13 @@ def test_token_cache_round_trip(tmp_path):
     loaded = load_token_cache(tmp_path / "val.safetensors")["tokA"]
     assert loaded.counts() == {"scene": 4, "agents": 2, "map": 0}
     assert all(torch.equal(getattr(loaded, k), getattr(tokens, k)) for k in tokens.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("override, message", [("train.warmup_ratio=1.0", "warmup_ratio"),
+                                               ("train.perception_lr=-1", "perception_lr"),
+                                               ("train.perception_loss_weight=-0.5", "perception_loss_weight")])
+def test_stage_config_rejects_bad_training_values(override, message):
+    from vla_world.training.config import StageConfig
+
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/planning/tiny.yaml", StageConfig, parse_overrides([override]))

@@ -30,3 +30,6 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
     assert len(list((out / "bev").glob("*.gif"))) == 1 and len(list((out / "bev").rglob("*.png"))) == 1
     for stage in ("perception", "align", "instruct", "motion", "planning"):
         assert (tmp_path / "ck" / stage / "last" / "model.safetensors").is_file()
+    # planning fine-tuned the demo's perception (online) on the train split's cached frozen features
+    assert (tmp_path / "ck" / "planning" / "last" / "perception" / "model.safetensors").is_file()
+    assert list((tmp_path / "world" / ".vla_world_cache").glob("features_train_*.safetensors"))

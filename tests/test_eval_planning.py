@@ -231,8 +231,9 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
 
     from planning.codec import format_trajectory
 
-    def predict_split(checkpoint, records):  # stands in for the model engineer's inference
+    def predict_split(checkpoint, records, dataroot):  # stands in for vla_world.inference.predict_split
         assert checkpoint == str(tmp_path / "vla_tiny")
+        assert dataroot == str(mini_world)  # an online-trained planner reads its perception's images there
         texts = {r.sample_token: format_trajectory(r.ego_future) for r in records}
         texts[records[0].sample_token] = "I would rather not drive."
         return texts

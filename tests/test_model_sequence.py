@@ -13,6 +13,7 @@ from vla_world.model.sequence import (
     IGNORE_INDEX,
     PLANNING_QUESTION,
     FocusNotDetected,
+    Turn,
     fmt_points,
 )
 from vla_world.model.tokenizer import IM_END, PLACEHOLDERS
@@ -84,3 +85,35 @@ def test_ctra_turns_and_brakes():
     # braking at 2 m/s^2 from 2 m/s stops after 1 s (1 m) and stays there
     stop = ctra_rollout(np.array([0.0, 2.0]), np.array([0.0, -2.0]), 0.0)
     np.testing.assert_allclose(stop[-1], [0.0, 1.0], atol=0.05)
+
+
+def test_conversation_starts_with_the_single_turn_sequence_and_supervises_every_answer(setup):
+    records, model = setup
+    tokens = fake_tokens(records[0])
+    builder = model.sequence_builder
+    turns = [Turn("How many cars?", "1 car."), Turn("What will it do?", "It will stop.", focus_track_id=1),
+             Turn("And this one?", "It will go straight.", focus_track_id=0)]
+    single = builder.encode(records[0], tokens, turns[0].question, turns[0].answer)
+    packed = builder.encode_conversation(records[0], tokens, turns)
+    assert packed.input_ids[:len(single.input_ids)] == single.input_ids
+    supervised = [i for i, label in zip(packed.input_ids, packed.labels) if label != IGNORE_INDEX]
+    assert model.tokenizer.decode(supervised) == f"1 car.{IM_END}It will stop.{IM_END}It will go straight.{IM_END}"
+    # object tokens in turn order, one placeholder each
+    assert torch.equal(packed.features["object"], torch.cat([tokens.agents[1:2], tokens.agents[0:1]]))
+    assert packed.input_ids.count(model.placeholder_ids["object"]) == 2
+    text = model.tokenizer.decode(packed.input_ids)
+    assert text.count("<|im_start|>user\n") == 3 and text.count("<|im_start|>assistant\n") == 3
+    assert "<|im_end|>\n<|im_start|>user\nObject: <object_start><OBJECT><object_end>\nWhat will it do?" in text
+
+
+def test_conversation_runs_through_the_model_and_rejects_bad_turns(setup):
+    records, model = setup
+    tokens = fake_tokens(records[1])
+    packed = model.sequence_builder.encode_conversation(records[1], tokens, [Turn("q1", "a"), Turn("q2", "b", 1)])
+    ids = torch.tensor([packed.input_ids])
+    out = model(ids, torch.ones_like(ids), [packed.features], torch.tensor([packed.labels]))
+    assert torch.isfinite(out.loss)
+    with pytest.raises(FocusNotDetected):
+        model.sequence_builder.encode_conversation(records[1], tokens, [Turn("q1", "a"), Turn("q2", "b", 99)])
+    with pytest.raises(ValueError, match="at least one turn"):
+        model.sequence_builder.encode_conversation(records[1], tokens, [])

@@ -54,7 +54,39 @@ def test_eval_qa_scores_a_predictions_file(synthetic_data, tmp_path):
     assert "invalid JSON" in kinds["qa_structured"]["failures"][0]["error"]
     assert kinds["qa_perception"]["missing"] == 1
     markdown = (out / "qa_metrics.md").read_text()
-    assert "| qa_action |" in markdown and "METEOR: unavailable" in markdown
+    assert "| qa_action | predictions |" in markdown and "METEOR: unavailable" in markdown
+    assert "| overall | prior |" in markdown and "| concise | prior |" in markdown
+    assert set(report["per_granularity"]) == {"concise", "detailed"}
+    assert sum(g["n"] for g in report["per_granularity"].values()) == report["n_examples"]
+
+
+def test_eval_qa_scores_the_prior_next_to_the_answers(synthetic_data, tmp_path):
+    from vla_world.data import load_records
+    from vla_world.qa import build_stage_examples
+
+    refs = tmp_path / "refs.json"
+    assert eval_qa.main(["--write-references", str(refs)]) == 0
+    out = tmp_path / "report"
+    assert eval_qa.main(["--predictions", str(refs), "--no-meteor", "--out", str(out)]) == 0
+    report = json.loads((out / "qa_metrics.json").read_text())
+    # Two train samples, a cruising one and a braking one. Where each asks one question of a group,
+    # the two answers tie and the prior takes the first (cruising) sample's answer, for both val samples.
+    first = [e for e in build_stage_examples("instruct", load_records("x", split="train")) if e.sample_token == "train0"]
+    expected = {f"{e.kind}/{e.meta['granularity']}": e.answer for e in first if e.kind != "qa_perception"}
+    assert {k: v for k, v in report["prior_answers"].items() if not k.startswith("qa_perception")} == expected
+    actions = {e.meta["action"] for e in first if "action" in e.meta}
+    val = build_stage_examples("instruct", load_records("x", split="val"))
+    val_actions = [e.meta["action"] for e in val if e.kind == "qa_action" and e.meta["granularity"] == "concise"]
+    assert len(val_actions) == 2 and actions == {val_actions[0]} and val_actions[0] != val_actions[1]
+    prior = report["prior"]["per_kind"]["qa_action"]["action"]
+    assert prior["accuracy"] == 0.5 and report["per_kind"]["qa_action"]["action"]["accuracy"] == 1.0
+
+
+def test_max_examples_spreads_over_the_split():
+    assert eval_qa.spread_subset(list(range(10)), 4) == [0, 2, 5, 7]
+    assert eval_qa.spread_subset(list(range(3)), 5) == [0, 1, 2]
+    with pytest.raises(SystemExit, match="--max-examples must be >= 1"):
+        eval_qa.spread_subset(list(range(3)), 0)
 
 
 def test_eval_qa_rejects_a_bad_predictions_file(synthetic_data, tmp_path):
@@ -83,3 +115,20 @@ def test_eval_qa_on_the_mini_world(request, tmp_path):
     report = json.loads((out / "qa_metrics.json").read_text())
     assert report["n_missing"] == 0 and report["overall"]["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
     assert report["overall"]["action"]["accuracy"] == 1.0
+
+
+def test_questions_about_undetected_agents_are_not_asked():
+    from model_helpers import fake_tokens
+
+    from vla_world.qa import build_stage_examples
+
+    records = fake_records("x")
+    examples = build_stage_examples("instruct", records)
+    tokens = {r.sample_token: fake_tokens(r) for r in records}
+    tokens["val1"] = replace(tokens["val1"], agent_track_ids=tokens["val1"].agent_track_ids + 100)  # val1's agent missed
+    kept = eval_qa.askable(examples, tokens)
+    lost = [e for e in examples if e not in kept]
+    assert lost and all(e.sample_token == "val1" and e.focus_track_id is not None for e in lost)
+    assert len(kept) + len(lost) == len(examples)
+    with pytest.raises(SystemExit, match="no perception tokens for sample val0"):
+        eval_qa.askable(examples, {})

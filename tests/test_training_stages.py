@@ -45,6 +45,19 @@ def test_lora_trains_only_adapters(model):
     assert sum(parameter_counts(model)["llm"]) == sum(p.numel() for p in model.llm.parameters())
 
 
+def test_only_planning_trains_perception_and_only_online():
+    assert [s for s, spec in STAGES.items() if "perception" in spec.trainable] == ["planning"]
+    cfg = config_from_dict(StageConfig, {"stage": "planning", "data": {"token_source": "online"},
+                                         "train": {"lr": 1e-3}})
+    assert cfg.train.perception_peak_lr() == 1e-3  # null: the LLM's lr, as in paper 002 Table 1
+    with pytest.raises(ConfigError, match="does not train perception"):
+        config_from_dict(StageConfig, {"stage": "motion", "data": {"token_source": "online"}}, "x.yaml")
+    with pytest.raises(ConfigError, match="nothing to pack"):
+        config_from_dict(StageConfig, {"stage": "planning", "data": {"pack_questions": True}}, "x.yaml")
+    with pytest.raises(ConfigError, match="perception_lr"):
+        config_from_dict(StageConfig, {"stage": "planning", "train": {"perception_lr": -1.0}}, "x.yaml")
+
+
 def test_stage_chain_starts_from_previous():
     order = ("align", "instruct", "motion", "planning")
     assert [STAGES[s].previous for s in order] == [None, "align", "instruct", "motion"]

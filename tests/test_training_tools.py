@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,10 @@ def test_every_stage_trains_two_steps_from_the_previous(chain):
         assert (ckpt / stage / "last" / "tokenizer.json").is_file()
     log = (ckpt / "planning" / "train.log").read_text()
     assert "start: " + str(ckpt / "motion" / "last") in log
-    assert "perception: frozen (cached tokens" in log
+    # oracle tokens have no network behind them, so planning trains projectors + LLM and says why
+    assert "perception: none (oracle tokens from ground truth: there is no network to train; planning" in log
     align_log = (ckpt / "align" / "train.log").read_text()
-    assert "llm:       trainable          0" in align_log  # align trains the projectors only
+    assert re.search(r"llm:\s+trainable\s+0\s", align_log)  # align trains the projectors only
 
 
 def test_resume_through_the_tool(chain):

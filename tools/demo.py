@@ -8,7 +8,9 @@ exactly what a user would type):
   baselines   constant velocity, kinematic predictor, Ego-MLP -> prediction files
   perception  train the tiny BEV perception model (skipped with --oracle)
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
-  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size
+  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size; align to motion
+              read the exported tokens, planning fine-tunes the perception with the LLM on the
+              camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only)
   predict     the trained planner writes its predictions on the val split
   evaluate    every convention's table for all methods -> docs/results.md + outputs/eval
   qa          QA metrics of the instruct stage on the val split
@@ -89,10 +91,22 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
         steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
                                                   "--out", str(token_dir / f"{split}.safetensors"))))
     for stage in LLM_STAGES:
+        source = planning_tokens(a, ck) if stage == "planning" else ()
         steps.append(Step(stage, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
-                                      "--set", f"data.token_cache={token_dir}", *scale.llm,
+                                      "--set", f"data.token_cache={token_dir}", *source, *scale.llm,
                                       "--dataroot", data, "--out", str(ck / stage))))
     return steps
+
+
+def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
+    """Planning fine-tunes the demo's own perception (online, configs/planning/tiny.yaml); --oracle has none.
+
+    Smoke runs keep the online path too (its 2-step perception yields scene tokens only), so the
+    test of the demo covers it and the evaluation of an online checkpoint.
+    """
+    if a.oracle:
+        return ("--set", "data.token_source=oracle", "--set", "data.perception_config=configs/perception/tiny.yaml")
+    return ("--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
 
 
 def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--oracle", action="store_true", help="skip perception; LLM stages see ground-truth tokens")
     p.add_argument("--perception-epochs", type=int, default=3,
                    help="epochs of the tiny perception model (tiny.yaml trains 8 for its reported metrics)")
-    p.add_argument("--qa-examples", type=int, default=200, help="val QA examples to generate answers for")
+    p.add_argument("--qa-examples", type=int, default=100, help="val QA examples to generate answers for")
     p.add_argument("--until", default=None, help="stop after the step of this name")
     p.add_argument("--smoke", action="store_true",
                    help="every step at the smallest size (2 short scenes, 2 training steps per stage): checks the path")

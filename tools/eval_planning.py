@@ -73,14 +73,14 @@ def read_records(dataroot: str, version: str | None, split: str, progress: bool)
         raise SystemExit(str(exc)) from exc
 
 
-def checkpoint_predictions(checkpoint: str, records: list, save_to: Path) -> Predictions:
+def checkpoint_predictions(checkpoint: str, records: list, save_to: Path, dataroot: str) -> Predictions:
     """Run a trained VLA on `records` through the model engineer's inference hook; keep its raw text."""
     try:
         from vla_world.inference import predict_split
     except ImportError as exc:
         raise SystemExit(f"--checkpoint needs a trained VLA checkpoint and vla_world.inference.predict_split ({exc}); "
                          "evaluate prediction files with --pred instead") from exc
-    texts = predict_split(checkpoint, records)
+    texts = predict_split(checkpoint, records, dataroot=dataroot)  # dataroot: images, for online-trained perception
     save_predictions(save_to, {}, texts=texts)  # re-scorable later with --pred, no second inference
     return predictions_from_texts(texts)
 
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     records = read_records(args.dataroot, args.version, args.split, progress=not args.quiet)
     if args.checkpoint:
         name = args.checkpoint_name or Path(args.checkpoint).name
-        methods[name] = checkpoint_predictions(args.checkpoint, records, Path(args.out) / f"{Path(args.checkpoint).name}.json")
+        saved = Path(args.out) / f"{Path(args.checkpoint).name}.json"
+        methods[name] = checkpoint_predictions(args.checkpoint, records, saved, args.dataroot)
     try:
         result = evaluate_methods(records, methods, tuple(args.conventions), allow_missing=args.allow_missing,
                                   with_gt=args.with_gt, split=args.split, progress=not args.quiet)

@@ -5,7 +5,8 @@
 
 The LLM stages read the file with `perception.tokens.load_token_cache` and so skip perception.
 `--oracle` builds tokens from ground truth (perception/oracle.py; config from --config);
-`--checkpoint` runs the trained BEV model (its own config.yaml inside the checkpoint).
+`--checkpoint` runs the trained BEV model (its own config.yaml inside the checkpoint); the
+perception a planning run fine-tuned online (`checkpoints/planning/last/perception`) works too.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 
 Prints, per sample: the trajectory (6 waypoints, LiDAR frame: x right, y forward, metres,
 t = 0.5..3 s), the raw model text and the parse status. Tokens come from the checkpoint's
-token source (the cache folder named in its config.yaml) unless --oracle is given.
+token source (the cache folder named in its config.yaml, or, for a planner trained with online
+perception, its own fine-tuned perception on the --dataroot images) unless --oracle is given.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         source = DataConfig(token_source="oracle" if args.oracle else "cache", token_cache=args.token_cache or "")
         tokens = load_stage_tokens(source, chosen, args.split)
     else:
-        tokens = checkpoint_tokens(args.checkpoint, chosen)
+        tokens = checkpoint_tokens(args.checkpoint, chosen, args.dataroot)
     planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache)
     builder = planner.model.sequence_builder
     prompts = [builder.encode(r, tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]

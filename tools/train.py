@@ -5,7 +5,8 @@ Stages, in order (each starts from the previous stage's checkpoint unless told o
   align       projectors only, on scene / agent / map captions
   instruct    projectors + LLM, on driving QA
   motion      projectors + LLM, on agent motion forecasting
-  planning    everything but the camera backbone, on the ego trajectory
+  planning    everything but the camera backbone, on the ego trajectory (perception runs in the
+              graph on frozen camera features: data.token_source online, the tiny default)
 
 Every run has the same skeleton: read the config -> build data and model -> train with a progress
 bar -> save a checkpoint folder (safetensors + state.json + config.yaml) under --out.

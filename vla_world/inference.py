@@ -2,7 +2,7 @@
 
     planner = Planner.from_checkpoint("checkpoints/planning/last")
     result = planner.plan(record, tokens)          # PlanResult(trajectory (6, 2) | None, text, parse_error)
-    texts = predict_split(checkpoint, records, tokens)              # {sample_token: text}, for eval_planning
+    texts = predict_split(checkpoint, records, dataroot="data/mini_world")  # {sample_token: text}, for eval_planning
     answers = answer_questions(checkpoint, records, tokens, examples)  # [str], for eval_qa
 
 Decoding is greedy with the KV cache (`generate` from `inputs_embeds` returns only the new
@@ -25,8 +25,10 @@ from planning.codec import parse_trajectory
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
 from vla_world.model.vla import VLAModel
+from vla_world.training.config import DataConfig
 
 PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level numbers
+LIVE_FEATURES_BELOW = 16  # online-trained planners: fewer records than this skip the frozen-feature cache
 ANSWER_MAX_NEW_TOKENS = 320  # detailed QA answers reach ~600 characters (qa engineer, measured)
 
 
@@ -78,10 +80,11 @@ def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> Pe
     return tokens[record.sample_token]
 
 
-def checkpoint_tokens(checkpoint: str | Path, records: list[SampleRecord]) -> dict[str, PerceptionTokens]:
+def checkpoint_tokens(checkpoint: str | Path, records: list[SampleRecord],
+                      dataroot: str | Path | None = None) -> dict[str, PerceptionTokens]:
     """Tokens for `records` from the source the checkpoint was trained with (its config.yaml `data` section):
-    the cache file `<token_cache>/<split>.safetensors` of the records' split, or oracle tokens."""
-    from vla_world.training.config import DataConfig
+    the cache file `<token_cache>/<split>.safetensors` of the records' split, oracle tokens, or (online) the
+    checkpoint's own fine-tuned perception `<checkpoint>/perception` on the images under `dataroot`."""
     from vla_world.training.data import load_stage_tokens
 
     config_file = Path(checkpoint) / "config.yaml"
@@ -92,18 +95,39 @@ def checkpoint_tokens(checkpoint: str | Path, records: list[SampleRecord]) -> di
     splits = sorted({r.split for r in records})
     if len(splits) != 1:
         raise ValueError(f"records mix splits {splits}; pass tokens explicitly")
+    if data.token_source == "online":
+        return fine_tuned_tokens(checkpoint, records, dataroot, data)
     return load_stage_tokens(data, records, splits[0])
+
+
+def fine_tuned_tokens(checkpoint: str | Path, records: list[SampleRecord], dataroot: str | Path | None,
+                      data: DataConfig) -> dict[str, PerceptionTokens]:
+    """Tokens from the perception a planning checkpoint fine-tuned online (`<checkpoint>/perception`)."""
+    from vla_world.training.online_perception import OnlinePerception, perception_folder
+
+    folder = perception_folder(checkpoint)
+    if folder is None:
+        raise FileNotFoundError(f"{checkpoint}/perception: missing, but {checkpoint}/config.yaml says the planner "
+                                "was trained with online perception; the checkpoint is incomplete")
+    if dataroot is None:
+        raise ValueError(f"{checkpoint} was trained with online perception: its tokens come from camera images, "
+                         "so pass dataroot= (tools: --dataroot)")
+    # a few samples (tools/plan.py): features straight from the images, no cache file per subset
+    cache = data.cache_features and len(records) > LIVE_FEATURES_BELOW
+    online = OnlinePerception.load(folder, records, dataroot, data.feature_cache, cache=cache)
+    return online.all_tokens(records)
 
 
 @torch.no_grad()
 def predict_split(checkpoint: str | Path, records: list[SampleRecord],
                   tokens: dict[str, PerceptionTokens] | None = None, batch_size: int = 8,
-                  progress: bool = True) -> dict[str, str]:
+                  progress: bool = True, dataroot: str | Path | None = None) -> dict[str, str]:
     """{sample_token: raw planner text} for every record (parse with planning.codec.parse_trajectory).
 
-    `tokens` None: read them as the checkpoint was trained (see `checkpoint_tokens`).
+    `tokens` None: computed as the checkpoint was trained (see `checkpoint_tokens`; `dataroot` is
+    needed when that is online perception).
     """
-    tokens = checkpoint_tokens(checkpoint, records) if tokens is None else tokens
+    tokens = checkpoint_tokens(checkpoint, records, dataroot) if tokens is None else tokens
     planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size)
     builder = planner.model.sequence_builder
     prompts = [builder.encode(r, _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]

@@ -34,4 +34,4 @@ class Projectors(nn.Module):
             raise ValueError(f"{kind} tokens have width {tokens.shape[-1]}, the projectors expect {self.token_width}; "
                              "the token cache and the checkpoint come from different perception configs")
         module = self.agent if kind == "object" else getattr(self, kind)
-        return module(tokens)
+        return module(tokens.to(module[0].weight.dtype))  # bf16 under DeepSpeed or mixed precision

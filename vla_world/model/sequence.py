@@ -19,6 +19,11 @@ Each placeholder (`<SCENE>`, `<AGENT>`, `<MAP>`, `<OBJECT>`) is one token repeat
 perception token; `vla_world.model.vla` replaces their embeddings with the projected tokens in
 order. Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
 supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals.
+
+`encode_conversation` packs several questions about one sample into one training sequence
+(ChatML turns): the first turn is exactly what `encode` writes, each later user turn holds only
+its `Object:` line (agent questions) and its question, and every answer is supervised. The long
+prompt is then paid once per sample instead of once per question (see vla_world/model/packing.py).
 """
 
 from __future__ import annotations
@@ -51,6 +56,15 @@ class FocusNotDetected(LookupError):
 @dataclass(frozen=True)
 class PromptOptions:
     kinematic_prior: bool = True  # add the CTRA rollout of the ego state as text (see model/kinematics.py)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question/answer of a conversation about a sample; `focus_track_id` names its agent, if any."""
+
+    question: str
+    answer: str
+    focus_track_id: int | None = None
 
 
 @dataclass
@@ -89,11 +103,16 @@ def ego_state_text(record: SampleRecord) -> str:
             f"yaw rate {fmt_number(record.ego_yaw_rate)} rad/s, speed {fmt_number(record.ego_speed)} m/s")
 
 
+def token_block(kind: str, count: int) -> str:
+    """`<kind_start>` + `count` placeholders + `<kind_end>`."""
+    return f"<{kind}_start>{PLACEHOLDERS[kind] * count}<{kind}_end>"
+
+
 def user_text(record: SampleRecord, counts: dict[str, int], question: str, options: PromptOptions,
               with_object: bool = False) -> str:
     """The user turn; `counts` gives how many placeholders each block holds."""
     def block(kind: str) -> str:
-        return f"<{kind}_start>{PLACEHOLDERS[kind] * counts[kind]}<{kind}_end>"
+        return token_block(kind, counts[kind])
 
     lines = [
         f"Scene information: {block('scene')}",
@@ -152,6 +171,28 @@ class SequenceBuilder:
             labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,
             features=features,
         )
+
+    def encode_conversation(self, record: SampleRecord, tokens: PerceptionTokens, turns: list[Turn]) -> EncodedSample:
+        """One sequence holding every turn; labels supervise each answer + <|im_end|>. Raises FocusNotDetected."""
+        if not turns:
+            raise ValueError(f"sample {record.sample_token}: a conversation needs at least one turn")
+        first = self.encode(record, tokens, turns[0].question, turns[0].answer, turns[0].focus_track_id)
+        ids, labels, objects = list(first.input_ids), list(first.labels), [first.features["object"]]
+        for turn in turns[1:]:
+            turn_ids, turn_labels, focus = self.follow_up(tokens, turn)
+            ids += turn_ids
+            labels += turn_labels
+            objects.append(focus)
+        features = {**first.features, "object": torch.cat(objects)}
+        return EncodedSample(sample_token=record.sample_token, input_ids=ids, labels=labels, features=features)
+
+    def follow_up(self, tokens: PerceptionTokens, turn: Turn) -> tuple[list[int], list[int], torch.Tensor]:
+        """Ids, labels and object token of a later turn (it follows an answer's <|im_end|>)."""
+        focus = select_features(tokens, turn.focus_track_id)["object"]
+        object_line = f"Object: {token_block('object', len(focus))}\n" if len(focus) else ""
+        prompt_ids = self._ids(f"\n{IM_START}user\n{object_line}{turn.question}{IM_END}\n{IM_START}assistant\n")
+        answer_ids = self._ids(turn.answer + IM_END)
+        return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, focus
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

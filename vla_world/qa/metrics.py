@@ -101,11 +101,23 @@ METEOR_OFF = "unavailable: disabled (--no-meteor)"
 
 def tokenize_pairs(refs: dict[str, str], hyps: dict[str, str]) -> tuple[dict, dict]:
     """PTB-tokenized {key: [text]} for references and hypotheses (the pycocoevalcap input form)."""
-    if set(refs) != set(hyps) or not refs:
-        raise ValueError(f"text metrics need the same non-empty keys, got {len(refs)} refs and {len(hyps)} hyps")
-    # One tokenizer call for both sides: each call starts a Java VM (about 1 s).
-    both = _tokenize({**{("ref", k): t for k, t in refs.items()}, **{("hyp", k): t for k, t in hyps.items()}})
-    return {k: both[("ref", k)] for k in refs}, {k: both[("hyp", k)] for k in refs}
+    gts, res = tokenize_sets(refs, {"hyp": hyps})
+    return gts, res["hyp"]
+
+
+def tokenize_sets(refs: dict[str, str], hyp_sets: dict[str, dict[str, str]]) -> tuple[dict, dict[str, dict]]:
+    """Tokenized references and, per name, tokenized hypotheses; every set must have the refs' keys."""
+    for name, hyps in hyp_sets.items():
+        if set(refs) != set(hyps) or not refs:
+            raise ValueError(f"text metrics need the same non-empty keys, got {len(refs)} refs and "
+                             f"{len(hyps)} answers in {name!r}")
+    # One tokenizer call for everything: each call starts a Java VM (about 1 s).
+    texts = {("ref", k): t for k, t in refs.items()}
+    for name, hyps in hyp_sets.items():
+        texts.update({(name, k): t for k, t in hyps.items()})
+    both = _tokenize(texts)
+    return ({k: both[("ref", k)] for k in refs},
+            {name: {k: both[(name, k)] for k in refs} for name in hyp_sets})
 
 
 def ngram_metrics(gts: dict, res: dict) -> dict[str, float]:
@@ -132,13 +144,22 @@ def _tokenize(texts: dict) -> dict:
 
 def meteor_scores(gts: dict, res: dict) -> tuple[float | str, dict[str, float]]:
     """Corpus METEOR and per-item scores, or (reason it is unavailable, {})."""
+    return meteor_score_sets(gts, {"hyp": res})["hyp"]
+
+
+def meteor_score_sets(gts: dict, res_sets: dict[str, dict]) -> dict[str, tuple[float | str, dict[str, float]]]:
+    """Per name: corpus METEOR and per-item scores, all from one Java process (or why unavailable)."""
     if not shutil.which("java"):
-        return "unavailable: java is not installed (METEOR runs meteor-1.5.jar)", {}
+        reason = "unavailable: java is not installed (METEOR runs meteor-1.5.jar)"
+        return {name: (reason, {}) for name in res_sets}
     from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()  # starts Java and loads the paraphrase table: ~5-20 s, so call once per run
+    scorer = Meteor()  # starts Java and loads the paraphrase table: ~5-20 s, so one per run
     try:
-        overall, items = scorer.compute_score(gts, res)
+        results = {}
+        for name, res in res_sets.items():
+            overall, items = scorer.compute_score(gts, res)
+            results[name] = (float(overall), dict(zip(gts, map(float, items))))
     finally:
         del scorer  # its __del__ stops the Java process
-    return float(overall), dict(zip(gts, map(float, items)))
+    return results

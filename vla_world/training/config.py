@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vla_world.model.llm import PRESETS, TinyLLMSize
+from vla_world.training.stages import stage_spec
 
 STAGE_NAMES = ("align", "instruct", "motion", "planning")
 
@@ -37,20 +38,32 @@ class ModelConfig:
         return TinyLLMSize(self.hidden_size, self.intermediate_size, self.num_layers, self.num_heads, self.num_kv_heads)
 
 
+TOKEN_SOURCES = ("cache", "oracle", "online")
+
+
 @dataclass
 class DataConfig:
-    token_source: str = "cache"  # cache: <token_cache>/<split>.safetensors (tools/export_tokens.py) | oracle: from GT
+    # cache: <token_cache>/<split>.safetensors (tools/export_tokens.py), perception not in the graph |
+    # oracle: from GT, no perception network | online: perception_checkpoint runs every step after its
+    # frozen camera backbone and trains with the LLM (planning only; vla_world/training/online_perception.py)
+    token_source: str = "cache"
     token_cache: str = "cache/tokens"  # folder of the token cache files
     perception_config: str | None = None  # oracle tokens: perception config for token sizes (None = its defaults)
+    perception_checkpoint: str = "checkpoints/perception/last"  # online: the trained perception to fine-tune
+    feature_cache: str | None = None  # online: folder of the frozen-feature caches (None: <dataroot>/.vla_world_cache)
+    cache_features: bool = True  # online: false = run the frozen backbone every step (features too big for disk)
     split: str = "train"  # records split to train on
     max_examples: int = 0  # keep at most this many examples (0 = all); smoke runs and quick demos
+    # QA stages: a sample's questions in two multi-turn sequences (vla_world/model/packing.py); the long
+    # prompt is paid per sequence, not per question
+    pack_questions: bool = False
     kinematic_copy_examples: int = 0  # planning: extra pseudo-examples whose answer is the CTRA prior (data.py)
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
     eval_split: str = "val"  # split the planner is evaluated on by tools/eval_planning.py
 
     def validate(self) -> None:
-        if self.token_source not in ("cache", "oracle"):
-            raise ValueError(f"token_source {self.token_source!r}: expected cache or oracle")
+        if self.token_source not in TOKEN_SOURCES:
+            raise ValueError(f"token_source {self.token_source!r}: expected one of {list(TOKEN_SOURCES)}")
         if self.max_examples < 0 or self.max_length < 64:
             raise ValueError("max_examples must be >= 0 and max_length >= 64")
 
@@ -77,6 +90,11 @@ class FinetuneConfig:
 @dataclass
 class TrainConfig:
     lr: float = 1e-4  # peak AdamW learning rate
+    perception_lr: float | None = None  # online tokens: peak lr of the perception tail (None = lr; paper 002 Table 1)
+    # online tokens: + this weight x the perception stage's own loss (detection, map, BEV masks) on the batch's
+    # keyframes. Why: the planning loss alone moves the heads' scores freely, and the score thresholds then
+    # decide which tokens exist (measured, tiny: lr 2e-3 without it left 0 agent tokens, detection mAP 0)
+    perception_loss_weight: float = 0.0
     epochs: float = 1.0  # passes over the examples (fractions allowed)
     batch_size: int = 4  # examples per optimizer step, per process
     weight_decay: float = 0.0
@@ -90,8 +108,16 @@ class TrainConfig:
     def validate(self) -> None:
         if self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("lr and epochs must be > 0, batch_size >= 1")
+        if self.perception_loss_weight < 0:
+            raise ValueError("perception_loss_weight must be >= 0 (0: the planning loss alone trains perception)")
+        if self.perception_lr is not None and self.perception_lr < 0:
+            raise ValueError("perception_lr must be >= 0 (0 keeps the perception tail fixed; null = lr)")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
+
+    def perception_peak_lr(self) -> float:
+        """Peak learning rate of the perception tail in online mode."""
+        return self.lr if self.perception_lr is None else self.perception_lr
 
 
 @dataclass
@@ -106,3 +132,8 @@ class StageConfig:
     def validate(self) -> None:
         if self.stage not in STAGE_NAMES:
             raise ValueError(f"stage {self.stage!r} is not one of {list(STAGE_NAMES)}")
+        if self.data.token_source == "online" and "perception" not in stage_spec(self.stage).trainable:
+            raise ValueError(f"data.token_source online: stage {self.stage!r} does not train perception; "
+                             "use cache (tools/export_tokens.py) or oracle tokens")
+        if self.data.pack_questions and stage_spec(self.stage).examples != "qa":
+            raise ValueError(f"data.pack_questions: stage {self.stage!r} has one question per sample, nothing to pack")

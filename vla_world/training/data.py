@@ -3,7 +3,7 @@
     tokens = load_stage_tokens(cfg.data, records, "train")         # {sample_token: PerceptionTokens}
     examples = stage_examples("planning", records)                 # [TrainingExample]
     samples, dropped = encode_examples(builder, examples, records, tokens, max_length)
-    batch = collate(samples[:4], pad_id)
+    batch = collate(samples[:4], pad_id)        # or EncodedBatches(samples, pad_id).batch(indices)
 
 Data order is a pure function of (seed, epoch) (`epoch_order`), so a resumed run sees exactly
 the batches the uninterrupted run would have seen.
@@ -150,6 +150,19 @@ def collate(samples: list[EncodedSample], pad_id: int) -> dict:
         labels[i, :n] = torch.tensor(s.labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples]}
+
+
+class EncodedBatches:
+    """Batches of examples encoded once up front (cached or oracle tokens: perception is not in the graph)."""
+
+    def __init__(self, samples: list[EncodedSample], pad_id: int):
+        self.samples, self.pad_id = samples, pad_id
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batch(self, indices: list[int]) -> dict:
+        return collate([self.samples[i] for i in indices], self.pad_id)
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:

@@ -108,8 +108,23 @@ def parameter_counts(model: VLAModel) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def log_parameter_counts(counts: dict[str, tuple[int, int]], lora: bool) -> None:
-    log.info("perception: frozen (cached tokens; not in the graph)")
+def perception_status(token_source: str, spec: StageSpec, source: Path | None = None,
+                      perception_loss_weight: float = 0.0) -> str:
+    """One log line saying whether perception trains in this stage, and why not when it does not."""
+    wanted = "perception" in spec.trainable
+    if token_source == "online":
+        rest = (f"the rest learns from the planning loss + {perception_loss_weight:g} x its own loss"
+                if perception_loss_weight > 0 else "heads the planning loss does not reach stay frozen")
+        return f"perception: fine-tuned online from {source} (camera backbone frozen; {rest})"
+    if token_source == "oracle":
+        return ("perception: none (oracle tokens from ground truth: there is no network to train"
+                + (f"; {spec.name} trains projectors + LLM only)" if wanted else ")"))
+    return ("perception: frozen (cached tokens; not in the graph"
+            + ("; set data.token_source: online to fine-tune it)" if wanted else ")"))
+
+
+def log_parameter_counts(counts: dict[str, tuple[int, int]], lora: bool, status: str) -> None:
+    log.info(status)
     for part, (trainable, frozen) in counts.items():
         suffix = " (LoRA adapters)" if part == "llm" and lora and trainable else ""
-        log.info("%-10s trainable %10d  frozen %10d%s", part + ":", trainable, frozen, suffix)
+        log.info("%-24s trainable %10d  frozen %10d%s", part + ":", trainable, frozen, suffix)

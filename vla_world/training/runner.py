@@ -9,6 +9,10 @@ parts -> warm-up + cosine learning rate (a pure function of the step) -> `<out>/
 (weights, optimizer, step, data position, RNG, config.yaml, tokenizer, vla.json). `--resume`
 continues exactly where `<out>/last` stopped. Processes split every global batch evenly; DDP
 (through accelerate) averages their gradients.
+
+With `data.token_source: online` (planning) the perception tail is a second module with its own
+AdamW (peak lr `train.perception_lr`), stepped with the LLM's after one joint gradient clip; its
+weights and optimizer go to `<out>/last/perception/` (vla_world/training/online_perception.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from tqdm import tqdm
 
 from vla_world.checkpoint import (
@@ -37,7 +41,7 @@ from vla_world.model.sequence import EncodedSample
 from vla_world.model.vla import VLAModel
 from vla_world.training.config import StageConfig
 from vla_world.training.data import (
-    collate,
+    EncodedBatches,
     encode_examples,
     global_batches,
     kinematic_copy_records,
@@ -45,11 +49,25 @@ from vla_world.training.data import (
     planning_examples,
     stage_examples,
 )
+from vla_world.training.distributed import (
+    fill_deepspeed_batch_keys,
+    full_model_state,
+    full_optimizer_state,
+    load_full_state,
+    make_accelerator,
+)
 from vla_world.training.model_setup import (
     log_parameter_counts,
+    perception_status,
     resolve_init,
     set_trainable,
     start_model,
+)
+from vla_world.training.online_perception import (
+    PERCEPTION_DIR,
+    OnlineBatches,
+    OnlinePerception,
+    perception_folder,
 )
 from vla_world.training.stages import StageSpec, stage_spec
 
@@ -92,11 +110,55 @@ def setup_logging(out: Path, is_main: bool) -> None:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-def prepare_samples(cfg: StageConfig, spec: StageSpec, args: Namespace, model_builder) -> tuple[VLAModel, list]:
+@dataclass
+class StageData:
+    """What a stage trains on: the model, its batches and (online mode) the perception in the graph."""
+
+    model: VLAModel
+    batches: EncodedBatches | OnlineBatches
+    online: OnlinePerception | None = None
+
+
+def perception_start(cfg: StageConfig, init: Path | None) -> Path:
+    """Online mode: the start checkpoint's own fine-tuned perception if it has one (resume), else the config's."""
+    own = perception_folder(init) if init is not None else None
+    return own or Path(cfg.data.perception_checkpoint)
+
+
+def stage_tokens(cfg: StageConfig, records: list, dataroot: str, init: Path | None
+                 ) -> tuple[dict, OnlinePerception | None]:
+    """Tokens of `records` (detached) and, online, the perception that will recompute them every step."""
+    if cfg.data.token_source != "online":
+        return load_stage_tokens(cfg.data, records, cfg.data.split), None
+    online = OnlinePerception.load(perception_start(cfg, init), records, dataroot, cfg.data.feature_cache,
+                                   cache=cfg.data.cache_features)
+    online.loss_weight = cfg.train.perception_loss_weight
+    tokens = online.all_tokens(records)
+    agents = np.mean([t.counts()["agents"] for t in tokens.values()])
+    elements = np.mean([t.counts()["map"] for t in tokens.values()])
+    log.info("online perception at the start: %.1f agent and %.1f map tokens per keyframe", agents, elements)
+    return tokens, online
+
+
+def packed_samples(cfg: StageConfig, spec: StageSpec, model: VLAModel, examples: list, records: list,
+                   tokens: dict) -> list[EncodedSample]:
+    """QA stages with `data.pack_questions`: each sample's questions as multi-turn sequences (engineer B)."""
+    from vla_world.model.packing import pack_conversations
+
+    samples, dropped = pack_conversations(model.sequence_builder, examples, records, tokens, cfg.data.max_length,
+                                          cfg.train.seed)
+    for reason, count in dropped.items():
+        log.warning("dropped %d of %d questions: %s", count, len(examples), reason)
+    log.info("%s: %d questions packed into %d sequences", spec.name, len(examples) - sum(dropped.values()),
+             len(samples))
+    return samples
+
+
+def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path | None, model_builder) -> StageData:
     from vla_world.data import load_records
 
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)
-    tokens = load_stage_tokens(cfg.data, records, cfg.data.split)
+    tokens, online = stage_tokens(cfg, records, args.dataroot, init)
     examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
@@ -107,12 +169,28 @@ def prepare_samples(cfg: StageConfig, spec: StageSpec, args: Namespace, model_bu
         records = records + pseudo
         log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
     model = model_builder(records, tokens)
-    samples, _ = encode_examples(model.sequence_builder, examples, records, tokens, cfg.data.max_length)
+    if cfg.data.pack_questions and online is None:
+        samples = packed_samples(cfg, spec, model, examples, records, tokens)
+    else:  # encoded once even online: checks every sequence fits max_length and logs dropped examples early
+        samples, _ = encode_examples(model.sequence_builder, examples, records, tokens, cfg.data.max_length)
     if not samples:
         raise ValueError(f"stage {spec.name}: no examples left for split {cfg.data.split!r} of {args.dataroot}")
     log.info("%s: %d examples from %d records (%s tokens)", spec.name, len(samples), len(records),
              cfg.data.token_source)
-    return model, samples
+    if online is None:
+        return StageData(model, EncodedBatches(samples, model.pad_id))
+    return StageData(model, online_batches(model, online, examples, samples, records, cfg.data.max_length), online)
+
+
+def online_batches(model: VLAModel, online: OnlinePerception, examples: list, samples: list[EncodedSample],
+                   records: list, max_length: int) -> OnlineBatches:
+    """Batches re-encoded every step from the online tail, over the examples that encoded up front."""
+    if online.width != model.projectors.token_width:
+        raise ValueError(f"{online.source}: perception tokens are {online.width} wide but the VLA's projectors "
+                         f"expect {model.projectors.token_width}; fine-tune the perception its tokens came from")
+    kept = {s.sample_token for s in samples}
+    return OnlineBatches([e for e in examples if e.sample_token in kept], records, online, model.sequence_builder,
+                         model.pad_id, max_length)
 
 
 def rank_slice(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
@@ -124,7 +202,7 @@ def run_llm_stage(args: Namespace) -> Path:
     cfg = load_stage_config(args)
     spec = stage_spec(args.stage)
     torch.set_num_threads(cfg.train.num_threads)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu=True makes DDP use gloo on CPU
+    accelerator = make_accelerator()  # one process, DDP or DeepSpeed, as `accelerate launch` asked
     out = Path(args.out)
     setup_logging(out, accelerator.is_main_process)
     resume_dir = out / "last" if args.resume else None
@@ -132,10 +210,14 @@ def run_llm_stage(args: Namespace) -> Path:
         raise FileNotFoundError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
     init = resume_dir or resolve_init(cfg, spec, out, args.init)
     torch.manual_seed(cfg.train.seed)
-    model, samples = prepare_samples(cfg, spec, args,
-                                     lambda recs, toks: start_model(cfg, spec, init, args.llm, recs, toks))
-    log_parameter_counts(set_trainable(model, spec), bool(model.lora))
-    trainer = StageTrainer(cfg, spec, model, samples, accelerator, out)
+    data = prepare_data(cfg, spec, args, init, lambda recs, toks: start_model(cfg, spec, init, args.llm, recs, toks))
+    counts = set_trainable(data.model, spec)
+    if data.online is not None:
+        counts = {**data.online.set_trainable(), **counts}
+    status = perception_status(cfg.data.token_source, spec, data.online.source if data.online else None,
+                               cfg.train.perception_loss_weight)
+    log_parameter_counts(counts, bool(data.model.lora), status)
+    trainer = StageTrainer(cfg, spec, data.model, data.batches, accelerator, out, data.online)
     if resume_dir is not None:
         trainer.restore(resume_dir)
     return trainer.fit(args.max_steps)
@@ -144,52 +226,86 @@ def run_llm_stage(args: Namespace) -> Path:
 class StageTrainer:
     """The optimisation loop of one stage, with exact save/restore."""
 
-    def __init__(self, cfg: StageConfig, spec: StageSpec, model: VLAModel, samples: list[EncodedSample],
-                 accelerator: Accelerator, out: Path):
-        self.cfg, self.spec, self.samples, self.acc, self.out = cfg, spec, samples, accelerator, out
-        self.model = model
-        self.pad_id = model.pad_id
+    def __init__(self, cfg: StageConfig, spec: StageSpec, model: VLAModel,
+                 batches: list[EncodedSample] | EncodedBatches | OnlineBatches, accelerator: Accelerator, out: Path,
+                 online: OnlinePerception | None = None):
+        if isinstance(batches, list):
+            batches = EncodedBatches(batches, model.pad_id)
+        self.cfg, self.spec, self.batches, self.acc, self.out = cfg, spec, batches, accelerator, out
+        self.model, self.online = model, online
         self.world = accelerator.num_processes
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.perception_optimizer = (online.optimizer(cfg.train.perception_peak_lr(), cfg.train.weight_decay)
+                                     if online is not None else None)
         self.global_batch = cfg.train.batch_size * self.world
         self.batches_per_epoch = len(self.epoch_batches(0))
         self.total_steps = max(1, math.ceil(cfg.train.epochs * self.batches_per_epoch))
         self.progress = Progress()
+        self.restored: tuple[dict, dict] | None = None  # (weights, optimizer state) to load after prepare
+        self.prepared_optimizer = self.optimizer
+        self.perception_loss: float | None = None  # last weighted perception loss (online), for the log
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        batches = global_batches(len(self.samples), self.global_batch, self.cfg.train.seed, epoch)
+        batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
         return [b for b in batches if len(b) >= self.world]  # every process needs at least one sample
 
     def restore(self, folder: Path) -> None:
-        _, optimizer_state, state = load_checkpoint(folder)
+        weights, optimizer_state, state = load_checkpoint(folder)
         if optimizer_state is None:
             raise FileNotFoundError(f"{folder}/optimizer.safetensors: missing, so the run cannot resume exactly")
-        self.optimizer.load_state_dict(optimizer_state)
+        self.restored = (weights, optimizer_state)  # ZeRO partitions the optimizer in prepare: load after it
         self.progress = Progress(**state["progress"])
+        if self.online is not None:
+            self.restore_perception(folder / PERCEPTION_DIR)
         set_rng_state(state["rng"])
         log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch,
                  self.progress.batch_in_epoch)
 
+    def restore_perception(self, folder: Path) -> None:
+        optimizer_state, state = OnlinePerception.saved_state(folder)
+        if state.get("step") != self.progress.step:
+            raise ValueError(f"{folder}: perception saved at step {state.get('step')} but the VLA at step "
+                             f"{self.progress.step}; the checkpoint is inconsistent, start from an earlier one")
+        self.perception_optimizer.load_state_dict(optimizer_state)
+
+    def prepare(self) -> tuple[torch.nn.Module, list]:
+        """accelerate-prepared VLA (and online perception tail) and their optimizers, in training mode."""
+        fill_deepspeed_batch_keys(self.acc, self.cfg.train.batch_size, self.cfg.train.grad_clip)
+        model, optimizer = self.acc.prepare(self.model, self.optimizer)
+        self.prepared_optimizer = optimizer
+        if self.restored is not None:
+            load_full_state(self.acc, self.model, optimizer, *self.restored)
+            self.restored = None
+        model.train()
+        if self.online is None:
+            return model, [optimizer]
+        if self.acc.distributed_type == DistributedType.DEEPSPEED:
+            raise ValueError("data.token_source online needs two modules (VLA + perception tail); DeepSpeed takes "
+                             "one per engine. Use DDP (e.g. configs/accelerate/cpu_2proc.yaml) or cached tokens")
+        tail, perception_optimizer = self.acc.prepare(self.online.tail, self.perception_optimizer)
+        self.online.forward_module = tail.train()
+        return model, [optimizer, perception_optimizer]
+
     def fit(self, max_steps: int | None) -> Path:
         limit = min(self.total_steps, max_steps) if max_steps else self.total_steps
-        model, optimizer = self.acc.prepare(self.model, self.optimizer)
-        model.train()
+        model, optimizers = self.prepare()
         log.info("%s: %d steps (%d per epoch, global batch %d, %d process(es)), lr %.1e",
                  self.spec.name, self.total_steps, self.batches_per_epoch, self.global_batch, self.world,
                  self.cfg.train.lr)
         bar = tqdm(total=limit, initial=self.progress.step, desc=self.spec.name, disable=not self.acc.is_main_process)
         started, tokens_seen = time.perf_counter(), 0
         while self.progress.step < limit:
-            loss, n_tokens = self.train_step(model, optimizer)
+            loss, n_tokens = self.train_step(model, optimizers)
             tokens_seen += n_tokens
             self.progress.losses.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
             if self.progress.step % self.cfg.train.log_every == 0 or self.progress.step == limit:
                 rate = tokens_seen / max(1e-9, time.perf_counter() - started)
-                log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", self.progress.step, self.total_steps, loss,
-                         optimizer.param_groups[0]["lr"], rate)
+                extra = "" if self.perception_loss is None else f" perception loss {self.perception_loss:.4f}"
+                log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s%s", self.progress.step, self.total_steps, loss,
+                         optimizers[0].param_groups[0]["lr"], rate, extra)
             if self.cfg.train.save_every and self.progress.step % self.cfg.train.save_every == 0:
                 self.save()
         bar.close()
@@ -204,21 +320,35 @@ class StageTrainer:
             batches = self.epoch_batches(self.progress.epoch)
         indices = rank_slice(batches[self.progress.batch_in_epoch], self.acc.process_index, self.world)
         self.progress.batch_in_epoch += 1
-        return collate([self.samples[i] for i in indices], self.pad_id)
+        return self.batches.batch(indices.tolist())  # online: the perception tail runs here, with grad
 
-    def train_step(self, model, optimizer) -> tuple[float, int]:
+    def trained_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        params = list(model.parameters())
+        return params + list(self.online.tail.parameters()) if self.online is not None else params
+
+    def set_learning_rates(self, optimizers: list) -> None:
+        peaks = [self.cfg.train.lr, self.cfg.train.perception_peak_lr()]
+        for optimizer, peak in zip(optimizers, peaks):
+            lr = learning_rate(self.progress.step, self.total_steps, peak, self.cfg.train.warmup_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def train_step(self, model, optimizers: list) -> tuple[float, int]:
         batch = self.next_batch()
-        lr = learning_rate(self.progress.step, self.total_steps, self.cfg.train.lr, self.cfg.train.warmup_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        self.set_learning_rates(optimizers)
         device = self.acc.device
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                     features=batch["features"], labels=batch["labels"].to(device))
-        self.acc.backward(out.loss)
-        if self.cfg.train.grad_clip > 0:
-            self.acc.clip_grad_norm_(model.parameters(), self.cfg.train.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        total = out.loss
+        if "perception_loss" in batch:  # online: the perception stage's loss keeps the heads detecting (config.py)
+            self.perception_loss = float(batch["perception_loss"].detach())
+            total = total + batch["perception_loss"]
+        self.acc.backward(total)
+        if self.cfg.train.grad_clip > 0:  # one norm over everything that learns, as for a single model
+            self.acc.clip_grad_norm_(self.trained_parameters(model), self.cfg.train.grad_clip)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
         loss = self.acc.reduce(out.loss.detach(), reduction="mean").item()
         return loss, int(batch["attention_mask"].sum()) * self.world
@@ -226,7 +356,7 @@ class StageTrainer:
     def check_ranks_agree(self) -> None:
         if self.world == 1:
             return
-        checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1)
+        checksum = torch.stack([p.detach().double().sum() for p in self.trained_parameters(self.model)]).sum().reshape(1)
         gathered = self.acc.gather(checksum.to(self.acc.device))
         equal = bool(torch.allclose(gathered, gathered[0].expand_as(gathered), rtol=0, atol=0))
         log.info("weights equal across %d processes: %s (checksums %s)", self.world, equal, gathered.tolist())
@@ -236,15 +366,19 @@ class StageTrainer:
     def save(self) -> Path:
         folder = self.out / "last"
         self.acc.wait_for_everyone()
+        model = self.acc.unwrap_model(self.model)
+        weights = full_model_state(self.acc, model)  # collective under ZeRO: every process gathers
+        optimizer_state = full_optimizer_state(self.acc, model, self.prepared_optimizer)
         if self.acc.is_main_process:
-            model = self.acc.unwrap_model(self.model)
             tied = model.base_llm.config.tie_word_embeddings  # safetensors refuses shared tensors
-            state = {k: v for k, v in model.state_dict().items() if not (tied and k.endswith("lm_head.weight"))}
+            state = {k: v for k, v in weights.items() if not (tied and k.endswith("lm_head.weight"))}
             files = model.save_files()
             files["config.yaml"] = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
             meta = {"stage": self.spec.name, "progress": vars(self.progress), "rng": rng_state(),
                     "total_steps": self.total_steps, "world_size": self.world}
-            save_checkpoint(folder, state, self.optimizer.state_dict(), meta, files)
+            save_checkpoint(folder, state, optimizer_state, meta, files)
+            if self.online is not None:  # after the VLA folder, which replaces `folder` as a whole
+                self.online.save(folder / PERCEPTION_DIR, self.perception_optimizer, {"step": self.progress.step})
             log.info("saved %s (step %d)", folder, self.progress.step)
         self.acc.wait_for_everyone()
         return folder

@@ -2,15 +2,16 @@
 
 Order and recipe follow OpenDriveVLA (paper 002, Table 1): align trains the projectors only;
 instruct and motion train projectors + LLM; planning trains everything but the camera backbone.
-With precomputed perception tokens the perception model is not in the graph at all, so in
-every stage here perception is frozen ("cached tokens"); the runner logs it.
+"perception" is trained only where tokens are computed in the graph (`data.token_source: online`,
+vla_world/training/online_perception.py); with cached or oracle tokens there is no perception
+network in the graph, and the runner logs why it is not trained.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PARTS: tuple[str, ...] = ("projectors", "llm")
+PARTS: tuple[str, ...] = ("perception", "projectors", "llm")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ STAGES: dict[str, StageSpec] = {
     "align": StageSpec("align", ("projectors",), None, "qa", 96),
     "instruct": StageSpec("instruct", ("projectors", "llm"), "align", "qa", 96),
     "motion": StageSpec("motion", ("projectors", "llm"), "instruct", "qa", 96),
-    "planning": StageSpec("planning", ("projectors", "llm"), "motion", "planning", 96),
+    "planning": StageSpec("planning", ("perception", "projectors", "llm"), "motion", "planning", 96),
 }
 
 
