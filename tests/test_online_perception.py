@@ -8,7 +8,6 @@ trains, exact resume and that evaluation uses the checkpoint's own perception.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tool_helpers import ROOT, load_tool
 
 from perception.config import PerceptionConfig
 from perception.feature_cache import (
@@ -33,7 +33,6 @@ from vla_world.config import config_from_dict
 from vla_world.training.online_perception import OnlinePerception
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 SMALL_PERCEPTION = {
     "grid": {"cells": 16},
     "model": {"image_size": [64, 36], "backbone_channels": [8, 16, 16], "fpn_channels": 16, "token_dim": 16,
@@ -47,11 +46,6 @@ SMALL_LLM = ["--set", "data.max_examples=6", "--set", "train.batch_size=2", "--s
              "--set", "train.log_every=1", "--init", "none"]
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def small_perception() -> tuple[BevPerception, PerceptionConfig]:

@@ -1,23 +1,18 @@
 """Tiny end-to-end runs of the perception tools on the tiny mini world:
 train (2 steps) -> resume (1 more) -> eval (model and --chance) -> export tokens (model and --oracle)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 from test_perception_train import TINY
+from tool_helpers import load_tool
 
 from perception.tokens import load_token_cache
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_tool, eval_perception, export_tokens = (load_tool(n) for n in ("train", "eval_perception", "export_tokens"))

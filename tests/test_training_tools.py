@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -10,20 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from tool_helpers import ROOT, load_tool
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 # a very small LLM and few examples keep the whole chain within seconds
 SMALL = ["--set", "data.token_source=oracle", "--set", "data.max_examples=6", "--set", "train.batch_size=2",
          "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64", "--set", "model.num_layers=1",
          "--set", "model.vocab_size=600", "--set", "train.log_every=1"]
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train(stage: str, world: Path, ckpt: Path, *extra: str) -> None:
