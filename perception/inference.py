@@ -25,7 +25,7 @@ from tqdm import tqdm
 from perception.config import InferenceConfig, PerceptionConfig
 from perception.inputs import ImageCache, load_camera_batch
 from perception.matching import hungarian
-from perception.targets import frame_targets
+from perception.targets import FrameTargets, frame_targets
 from perception.tokens import PerceptionTokens
 from vla_world.data.records import SampleRecord
 
@@ -81,9 +81,13 @@ def gt_track_ids(pred_centres: np.ndarray, gt_centres: np.ndarray, gt_ids: np.nd
 
 
 def to_tokens(scene: torch.Tensor, detections: Detections, elements: MapElements, record: SampleRecord,
-              cfg: PerceptionConfig) -> PerceptionTokens:
-    """Tokens of one keyframe; embeddings keep their graph, decoded boxes/points are detached (values, not features)."""
-    targets = frame_targets(record, cfg.grid, cfg.model.map_points)
+              cfg: PerceptionConfig, targets: FrameTargets | None = None) -> PerceptionTokens:
+    """Tokens of one keyframe; embeddings keep their graph, decoded boxes/points are detached (values, not features).
+
+    `targets`: the keyframe's `frame_targets`, when the caller already has them (the online planning
+    path reuses them every step); computed here otherwise.
+    """
+    targets = frame_targets(record, cfg.grid, cfg.model.map_points) if targets is None else targets
     boxes = detections.boxes.detach()
     ids = gt_track_ids(boxes[:, :2].numpy(), targets.boxes[:, :2], targets.track_ids, cfg.inference.gt_match_distance)
     return PerceptionTokens(
@@ -99,11 +103,13 @@ def per_keyframe(out: dict) -> list[dict]:
              "map": {k: v[b] for k, v in out["map"].items()}} for b in range(out["scene"].shape[0])]
 
 
-def outputs_to_tokens(outputs: list[dict], records: list[SampleRecord], cfg: PerceptionConfig) -> dict[str, PerceptionTokens]:
+def outputs_to_tokens(outputs: list[dict], records: list[SampleRecord], cfg: PerceptionConfig,
+                      targets: list[FrameTargets] | None = None) -> dict[str, PerceptionTokens]:
     """{sample_token: PerceptionTokens} from per-keyframe outputs (in `records` order), thresholds from `cfg`."""
+    targets = [None] * len(records) if targets is None else targets
     return {record.sample_token: to_tokens(out["scene"], decode_agents(out["agents"], cfg.inference),
-                                           decode_map(out["map"], cfg.inference), record, cfg)
-            for record, out in zip(records, outputs, strict=True)}
+                                           decode_map(out["map"], cfg.inference), record, cfg, target)
+            for record, out, target in zip(records, outputs, targets, strict=True)}
 
 
 @torch.no_grad()

@@ -75,7 +75,7 @@ class OnlinePerception:
     source: Path  # the folder the weights were loaded from
     loss_weight: float = 0.0  # weight of the perception stage's own loss added to the planning loss
     forward_module: nn.Module | None = field(default=None, repr=False)  # tail as prepared by accelerate (DDP)
-    targets: dict[str, FrameTargets] = field(default_factory=dict, repr=False)  # per keyframe, built on first use
+    targets: dict[str, FrameTargets] = field(default_factory=dict, repr=False)  # GT per keyframe, built on first use
 
     @classmethod
     def load(cls, folder: str | Path, records: list[SampleRecord], dataroot: str | Path,
@@ -117,21 +117,26 @@ class OnlinePerception:
         module = self.forward_module or self.tail
         return module(self.features.get([r.sample_token for r in records]))
 
+    def frame_targets(self, records: list[SampleRecord]) -> list[FrameTargets]:
+        """GT targets of `records` (for token track ids and the perception loss), built once per keyframe."""
+        for r in records:
+            if r.sample_token not in self.targets:
+                self.targets[r.sample_token] = frame_targets(r, self.cfg.grid, self.cfg.model.map_points)
+        return [self.targets[r.sample_token] for r in records]
+
     def tokens(self, records: list[SampleRecord]) -> dict[str, PerceptionTokens]:
         """Tokens of `records` from the tail (with grad when grad is enabled and the tail trains)."""
-        return outputs_to_tokens(per_keyframe(self.outputs(records)), records, self.cfg)
+        return outputs_to_tokens(per_keyframe(self.outputs(records)), records, self.cfg, self.frame_targets(records))
 
     def forward(self, records: list[SampleRecord]) -> tuple[dict[str, PerceptionTokens], torch.Tensor | None]:
         """Tokens of `records` and, with `loss_weight` > 0, the weighted perception loss on them."""
         outputs = self.outputs(records)
-        tokens = outputs_to_tokens(per_keyframe(outputs), records, self.cfg)
+        targets = self.frame_targets(records)
+        tokens = outputs_to_tokens(per_keyframe(outputs), records, self.cfg, targets)
         if self.loss_weight <= 0:
             return tokens, None
-        for r in records:
-            if r.sample_token not in self.targets:
-                self.targets[r.sample_token] = frame_targets(r, self.cfg.grid, self.cfg.model.map_points)
-        loss, _ = perception_loss(outputs, [self.targets[r.sample_token] for r in records],
-                                  self.tail.perception.map_decoder.grid_half, self.cfg.loss, self.cfg.grid)
+        loss, _ = perception_loss(outputs, targets, self.tail.perception.map_decoder.grid_half, self.cfg.loss,
+                                  self.cfg.grid)
         return tokens, self.loss_weight * loss
 
     @torch.no_grad()
