@@ -34,7 +34,7 @@ setup(
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.5"],
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.5", "import-linter>=2.1,<3"],  # .importlinter: the layer contract
         # ZeRO-2 through `accelerate launch` (docs/distributed.md); install with DS_BUILD_OPS=0 (no compiled ops).
         # Only 0.19.8 measured (torch 2.13 CPU); vla_world/training/distributed.py reads ZeRO-1/2 fragment mappings.
         "deepspeed": ["deepspeed>=0.19,<0.20"],

@@ -11,15 +11,12 @@ the ratio printed is the cost of back-propagating into the LLM, measured side by
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from perception.tokens import PerceptionTokens
+from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
 from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT
 from vla_world.model.tokenizer import train_tokenizer
@@ -54,7 +51,7 @@ def main() -> None:
     for stage, spec in STAGES.items():
         model = VLAModel.create_tiny(tokenizer, WIDTH)
         set_trainable(model, spec)
-        samples = [model.sequence_builder.encode(r, random_tokens(i), e.question, e.answer)
+        samples = [model.sequence_builder.encode(planner_input(r), random_tokens(i), e.question, e.answer)
                    for i, (r, e) in enumerate(zip(records, examples))]
         batch = collate(samples, model.pad_id)
         optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)

@@ -11,12 +11,9 @@ slightly dearer per scene). Also extrapolates the default 10-scene world.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 

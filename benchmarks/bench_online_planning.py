@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla_world.config import load_config
 from vla_world.data import load_records

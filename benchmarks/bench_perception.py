@@ -20,9 +20,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES = {"tiny_25": ("configs/perception/tiny.yaml", 25), "tiny_50": ("configs/perception/tiny.yaml", 50),
          "tiny_100": ("configs/perception/tiny.yaml", 100), "paper_200": ("configs/perception/base.yaml", 200)}

@@ -10,16 +10,12 @@ text). Prints ms per sample for both and the ratio, measured side by side in one
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench_llm_training import WIDTH, random_tokens
 
+from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
 from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT
 from vla_world.model.tokenizer import train_tokenizer
@@ -47,7 +43,7 @@ def main() -> None:
     answers = [e.answer for e in planning_examples(records)]
     tokenizer = train_tokenizer([SYSTEM_PROMPT, PLANNING_QUESTION] + answers * 20)
     model = VLAModel.create_tiny(tokenizer, WIDTH).eval()
-    samples = [model.sequence_builder.encode(r, random_tokens(i), PLANNING_QUESTION) for i, r in enumerate(records)]
+    samples = [model.sequence_builder.encode(planner_input(r), random_tokens(i), PLANNING_QUESTION) for i, r in enumerate(records)]
     decode_seconds(model, samples[0], 4, True)  # warm-up
     timings = {}
     for use_cache in (True, False):

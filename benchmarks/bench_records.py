@@ -17,14 +17,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # numpy/shapely on one core, like
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla_world.data import build_records, load_records
 

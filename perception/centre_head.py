@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception.config import GridConfig, ModelConfig
+from perception.config import GridConfig, BevModelConfig
 from perception.geometry import cell_centres
 
 # Regression channels per cell: centre offset from the cell centre (2, in cells), z / Z_SCALE (1),
@@ -43,7 +43,7 @@ def local_maxima(scores: torch.Tensor) -> torch.Tensor:
 class CentreHead(nn.Module):
     """BEV (B, D, H, W) -> dense class heatmap + box regression, and the top-K peaks as agent queries."""
 
-    def __init__(self, cfg: ModelConfig, grid: GridConfig, num_classes: int) -> None:
+    def __init__(self, cfg: BevModelConfig, grid: GridConfig, num_classes: int) -> None:
         super().__init__()
         dim = cfg.token_dim
         self.num_peaks = cfg.num_agent_queries

@@ -35,7 +35,7 @@ class GridConfig:
 
 
 @dataclass
-class ModelConfig:
+class BevModelConfig:
     """Network sizes. Every token (scene, agent, map) has width `token_dim`."""
 
     image_size: tuple[int, int] = (128, 72)  # camera images are resized to (width, height) before the backbone
@@ -76,7 +76,7 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
+class PerceptionTrainConfig:
     """Optimisation. One step = `batch_size` keyframes."""
 
     epochs: int = 10  # full passes over the train split
@@ -121,9 +121,9 @@ class PerceptionConfig:
     token_source: Literal["oracle", "model"] = "model"  # where the LLM stages get tokens from
     version: str = "v1.0-mini"  # nuScenes table folder under the dataroot
     grid: GridConfig = field(default_factory=GridConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: BevModelConfig = field(default_factory=BevModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: PerceptionTrainConfig = field(default_factory=PerceptionTrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from perception.bev_encoder import PositionMLP, normalised_coords
-from perception.config import GridConfig, ModelConfig
+from perception.config import GridConfig, BevModelConfig
 
 
 def mlp(dim: int, out: int) -> nn.Sequential:
@@ -24,7 +24,7 @@ def mlp(dim: int, out: int) -> nn.Sequential:
 class QueryDecoder(nn.Module):
     """Learned queries + reference points attending to a BEV grid."""
 
-    def __init__(self, cfg: ModelConfig, num_queries: int) -> None:
+    def __init__(self, cfg: BevModelConfig, num_queries: int) -> None:
         super().__init__()
         dim = cfg.token_dim
         self.query = nn.Embedding(num_queries, dim)
@@ -44,7 +44,7 @@ class QueryDecoder(nn.Module):
 
 
 class MapDecoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, grid: GridConfig, num_types: int) -> None:
+    def __init__(self, cfg: BevModelConfig, grid: GridConfig, num_types: int) -> None:
         super().__init__()
         self.decoder = QueryDecoder(cfg, cfg.num_map_queries)
         self.register_buffer("grid_half", torch.tensor([grid.x_half, grid.y_half]), persistent=False)

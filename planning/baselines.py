@@ -2,10 +2,11 @@
 
   * Constant velocity: P(tau) = v tau with the record's `ego_velocity` (LiDAR frame, m/s).
   * Kinematic: VLA-World's short-term predictor rolled out to 3 s (`planning.kinematic`).
+  * CTRA prior: the rollout the planning prompt shows (`planning.kinematic.ctra_prior`).
   * Ego-MLP: AD-MLP's idea (ego status, 2 s of past poses and the command only, no camera) as a
     small torch MLP trained on the train split in seconds; config `configs/baselines/ego_mlp.yaml`.
 
-All outputs are (6, 2) waypoints at t = 0.5 .. 3.0 s, metres, in each record's current
+Planners read `PlannerInput` (no labels); training reads records. All outputs are (6, 2) waypoints at t = 0.5 .. 3.0 s, metres, in each record's current
 LiDAR_TOP frame (x right, y forward). `tools/run_baselines.py` writes them as prediction files.
 """
 
@@ -18,14 +19,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vla_world.data.records import COMMANDS, NUM_FUTURE, STEP_SECONDS, SampleRecord
+from vla_world.data.planner_input import PlannerInput, planner_input
+from vla_world.data.records import COMMANDS, FUTURE_SECONDS, NUM_FUTURE, SampleRecord
 
-HORIZONS = STEP_SECONDS * np.arange(1, NUM_FUTURE + 1)
 
-
-def constant_velocity(record: SampleRecord) -> np.ndarray:
+def constant_velocity(inp: PlannerInput) -> np.ndarray:
     """(6, 2): the ego keeps its current velocity (`ego_velocity`, LiDAR frame) for 3 s."""
-    return HORIZONS[:, None] * np.asarray(record.ego_velocity, dtype=np.float64)[None, :]
+    return FUTURE_SECONDS[:, None] * np.asarray(inp.ego_velocity, dtype=np.float64)[None, :]
 
 
 # ----------------------------------------------------------------------------------- Ego-MLP
@@ -54,13 +54,13 @@ class EgoMLPConfig:
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
 
 
-def ego_features(record: SampleRecord) -> np.ndarray:
+def ego_features(inp: PlannerInput) -> np.ndarray:
     """AD-MLP-style input (21,): past poses (8) + their mask (4), velocity, acceleration,
     yaw rate, speed (6) and the command one-hot (3). Missing past poses are zeros with mask 0."""
-    past = np.where(record.ego_past_mask[:, None], record.ego_past, 0.0).reshape(-1)
-    status = np.concatenate([record.ego_velocity, record.ego_acceleration, [record.ego_yaw_rate, record.ego_speed]])
-    command = np.eye(len(COMMANDS))[record.command]
-    return np.concatenate([past, record.ego_past_mask.astype(np.float64), status, command]).astype(np.float32)
+    past = np.where(inp.ego_past_mask[:, None], inp.ego_past, 0.0).reshape(-1)
+    status = np.concatenate([inp.ego_velocity, inp.ego_acceleration, [inp.ego_yaw_rate, inp.ego_speed]])
+    command = np.eye(len(COMMANDS))[inp.command]
+    return np.concatenate([past, inp.ego_past_mask.astype(np.float64), status, command]).astype(np.float32)
 
 
 class EgoMLP(nn.Module):
@@ -88,7 +88,7 @@ def train_ego_mlp(records: list[SampleRecord], cfg: EgoMLPConfig, progress: bool
     if not records:
         raise ValueError("train_ego_mlp: no training records; check the dataroot and split")
     torch.manual_seed(cfg.seed)
-    features = torch.from_numpy(np.stack([ego_features(r) for r in records]))
+    features = torch.from_numpy(np.stack([ego_features(planner_input(r)) for r in records]))
     targets = torch.from_numpy(np.stack([r.ego_future for r in records]).astype(np.float32))
     masks = torch.from_numpy(np.stack([r.ego_future_mask for r in records]))
     model = EgoMLP(features.shape[1], cfg.hidden_sizes)
@@ -115,10 +115,10 @@ def _masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, k
 
 
 @torch.no_grad()
-def predict_ego_mlp(model: EgoMLP, records: list[SampleRecord]) -> dict[str, np.ndarray]:
-    """{sample_token: (6, 2) waypoints} for `records`."""
-    if not records:
+def predict_ego_mlp(model: EgoMLP, inputs: list[PlannerInput]) -> dict[str, np.ndarray]:
+    """{sample_token: (6, 2) waypoints} for `inputs`."""
+    if not inputs:
         return {}
-    features = torch.from_numpy(np.stack([ego_features(r) for r in records]))
+    features = torch.from_numpy(np.stack([ego_features(inp) for inp in inputs]))
     waypoints = model(features).double().numpy()
-    return {r.sample_token: waypoints[i] for i, r in enumerate(records)}
+    return {inp.sample_token: waypoints[i] for i, inp in enumerate(inputs)}

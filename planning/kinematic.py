@@ -27,7 +27,13 @@ Choices the paper leaves open (documented in docs/evaluation.md too):
 Fit and use:
     params = fit_kinematic(train_records)     # KinematicParams
     params.save("outputs/baselines/kinematic_params.json")
-    waypoints = predict_kinematic(record, params)  # (6, 2)
+    waypoints = predict_kinematic(planner_input(record), params)  # (6, 2)
+
+The CTRA prior (`ctra_prior`, below) is a second, parameter-free short-term predictor: the ego's
+current velocity, acceleration and yaw rate rolled forward 3 s (constant turn rate, constant
+acceleration). The planning prompt shows it as text ("Kinematic prior (CTRA, next 3 seconds)"),
+so the evaluation reports it as a baseline row of its own: a planner that copies its prompt
+scores exactly that row.
 """
 
 from __future__ import annotations
@@ -38,9 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_world.data.records import COMMANDS, NUM_FUTURE, STEP_SECONDS, SampleRecord
+from vla_world.data.planner_input import PlannerInput, planner_input
+from vla_world.data.records import (
+    COMMANDS,
+    FUTURE_SECONDS,
+    NUM_FUTURE,
+    STEP_SECONDS,
+    SampleRecord,
+)
 
-HORIZONS = STEP_SECONDS * np.arange(1, NUM_FUTURE + 1)  # tau for the six future steps, s
+HORIZONS = FUTURE_SECONDS  # tau for the six future steps, s
+CTRA_SUBSTEPS = 10  # midpoint sub-steps per 0.5 s; < 1 cm from the closed form over 3 s
 LAMBDA_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
 
@@ -105,13 +119,13 @@ def kinematic_position(velocity: np.ndarray, history_acc: np.ndarray, goal_acc: 
     return velocity * tau + 0.5 * effective_acc * tau**2
 
 
-def predict_kinematic(record: SampleRecord, params: KinematicParams) -> np.ndarray:
-    """(6, 2) waypoints at t = 0.5 .. 3.0 s in the record's LiDAR frame."""
-    velocity, history_acc = finite_difference_state(record.ego_past, record.ego_past_mask, record.ego_velocity)
+def predict_kinematic(inp: PlannerInput, params: KinematicParams) -> np.ndarray:
+    """(6, 2) waypoints at t = 0.5 .. 3.0 s in the input's LiDAR frame."""
+    velocity, history_acc = finite_difference_state(inp.ego_past, inp.ego_past_mask, inp.ego_velocity)
     speed = float(np.linalg.norm(velocity))
     waypoints = np.zeros((NUM_FUTURE, 2))
     for k, tau in enumerate(HORIZONS):
-        ideal = speed * tau * params.command_templates[record.command, k]
+        ideal = speed * tau * params.command_templates[inp.command, k]
         goal_acc = goal_acceleration(ideal, velocity, tau)
         waypoints[k] = kinematic_position(velocity, history_acc, goal_acc, params.fusion_weight, tau)
     return waypoints
@@ -124,8 +138,9 @@ def fit_kinematic(records: list[SampleRecord], lambda_grid: np.ndarray = LAMBDA_
     templates = fit_command_templates(records)
     # Eq. 5 is linear in lambda: P = constant-acceleration part + lambda * (ideal - that part),
     # so both parts are computed once and every grid point is a cheap blend.
-    inertial = np.stack([predict_kinematic(r, KinematicParams(0.0, templates)) for r in records])
-    intended = np.stack([predict_kinematic(r, KinematicParams(1.0, templates)) for r in records])
+    inputs = [planner_input(r) for r in records]
+    inertial = np.stack([predict_kinematic(inp, KinematicParams(0.0, templates)) for inp in inputs])
+    intended = np.stack([predict_kinematic(inp, KinematicParams(1.0, templates)) for inp in inputs])
     gt = np.stack([r.ego_future for r in records]).astype(np.float64)
     mask = np.stack([r.ego_future_mask for r in records])
     if not mask.any():
@@ -150,3 +165,32 @@ def fit_command_templates(records: list[SampleRecord]) -> np.ndarray:
     straight = np.broadcast_to(np.array([0.0, 1.0]), numerator.shape)
     # Commands without moving samples keep the straight-ahead template instead of 0/0.
     return np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), straight)
+
+
+def ctra_rollout(velocity: np.ndarray, acceleration: np.ndarray, yaw_rate: float,
+                 stop_at_zero: bool = True) -> np.ndarray:
+    """(6, 2) positions from velocity (m/s), acceleration (m/s^2) and yaw rate (rad/s), ego at the origin.
+
+    Constant turn rate and constant (longitudinal) acceleration, integrated with the midpoint rule.
+    `stop_at_zero`: braking ends at standstill instead of reversing.
+    """
+    speed = float(np.hypot(*velocity))
+    heading = float(np.arctan2(velocity[1], velocity[0])) if speed > 0.1 else np.pi / 2
+    # longitudinal acceleration only: the lateral part is already the turn (speed * yaw rate)
+    accel = float(np.dot(acceleration, [np.cos(heading), np.sin(heading)]))
+    dt = STEP_SECONDS / CTRA_SUBSTEPS
+    pos = np.zeros(2)
+    out = np.zeros((NUM_FUTURE, 2))
+    for step in range(NUM_FUTURE * CTRA_SUBSTEPS):
+        new_speed = max(0.0, speed + accel * dt) if stop_at_zero else speed + accel * dt
+        mid_heading = heading + 0.5 * yaw_rate * dt
+        pos += 0.5 * (speed + new_speed) * dt * np.array([np.cos(mid_heading), np.sin(mid_heading)])
+        speed, heading = new_speed, heading + yaw_rate * dt
+        if (step + 1) % CTRA_SUBSTEPS == 0:
+            out[(step + 1) // CTRA_SUBSTEPS - 1] = pos
+    return out
+
+
+def ctra_prior(inp: PlannerInput) -> np.ndarray:
+    """The CTRA rollout of the input's ego state: (6, 2) metres, current LiDAR frame (what the prompt shows)."""
+    return ctra_rollout(inp.ego_velocity, inp.ego_acceleration, inp.ego_yaw_rate)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from model_helpers import fake_tokens, small_model, small_records
 
+from vla_world.data.planner_input import planner_input
 from vla_world.model.packing import conversation_groups, pack_conversations
 from vla_world.model.sequence import IGNORE_INDEX, Turn
 from vla_world.model.tokenizer import IM_END
@@ -67,7 +68,7 @@ def test_long_conversations_continue_in_a_new_sequence(setup):
     records, model, tokens = setup
     examples = [question("tok2", n) for n in range(4)]
     builder = model.sequence_builder
-    single = len(builder.encode(records[2], tokens["tok2"], "question 0?", "answer 0.").input_ids)
+    single = len(builder.encode(planner_input(records[2]), tokens["tok2"], "question 0?", "answer 0.").input_ids)
     later = len(builder.follow_up(tokens["tok2"], Turn("question 1?", "answer 1."))[0])
     # room for the first turn and one more: 4 questions -> 2 sequences of 2 turns, each within the limit
     samples, _ = pack_conversations(builder, examples, records, tokens, max_length=single + later + 1)

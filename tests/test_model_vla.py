@@ -8,6 +8,7 @@ import torch
 from model_helpers import WIDTH, fake_tokens, small_model, small_records
 
 from vla_world.checkpoint import save_checkpoint
+from vla_world.data.planner_input import planner_input
 from vla_world.inference import Planner, predict_split
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PLANNING_QUESTION
@@ -35,9 +36,9 @@ def test_projectors_are_two_layer_gelu_mlps():
 def test_forward_equals_manually_spliced_embeddings(setup):
     records, model, tokens = setup
     examples = planning_examples(records)
-    samples = [model.sequence_builder.encode(r, tokens[r.sample_token], e.question, e.answer)
+    samples = [model.sequence_builder.encode(planner_input(r), tokens[r.sample_token], e.question, e.answer)
                for r, e in zip(records, examples)]
-    samples.append(model.sequence_builder.encode(records[0], tokens["tok0"], "Which object?", "car", focus_track_id=1))
+    samples.append(model.sequence_builder.encode(planner_input(records[0]), tokens["tok0"], "Which object?", "car", focus_track_id=1))
     batch = collate(samples, model.pad_id)
     table = model.llm.get_input_embeddings().weight
     reference = table[batch["input_ids"]].clone()
@@ -57,7 +58,7 @@ def test_forward_equals_manually_spliced_embeddings(setup):
 
 def test_count_mismatch_is_an_error(setup):
     records, model, tokens = setup
-    sample = model.sequence_builder.encode(records[0], tokens["tok0"], PLANNING_QUESTION)
+    sample = model.sequence_builder.encode(planner_input(records[0]), tokens["tok0"], PLANNING_QUESTION)
     features = dict(sample.features, scene=sample.features["scene"][:1])
     with pytest.raises(ValueError, match="scene: 3 placeholders"):
         model.embed(torch.tensor([sample.input_ids]), [features])
@@ -65,14 +66,14 @@ def test_count_mismatch_is_an_error(setup):
 
 def test_untrained_planner_reports_parse_error(setup):
     records, model, tokens = setup
-    result = Planner(model).plan(records[0], tokens["tok0"])
+    result = Planner(model).plan(planner_input(records[0]), tokens["tok0"])
     assert isinstance(result.text, str)
     assert result.trajectory is None and result.parse_error  # random weights do not write 6 waypoints
 
 
 def test_kv_cache_and_batching_do_not_change_greedy_output(setup):
     records, model, tokens = setup
-    prompts = [model.sequence_builder.encode(r, tokens[r.sample_token], PLANNING_QUESTION) for r in records]
+    prompts = [model.sequence_builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in records]
     cached = Planner(model, batch_size=3).generate(prompts, 12)
     single = Planner(model, batch_size=1, use_cache=False).generate(prompts, 12)
     assert cached == single
@@ -89,15 +90,15 @@ def test_checkpoint_round_trip_with_tokenizer(setup, tmp_path):
     state = {k: v for k, v in model.state_dict().items() if not (tied and k.endswith("lm_head.weight"))}
     save_checkpoint(tmp_path / "ck", state, None, {}, model.save_files())
     loaded = VLAModel.from_folder(tmp_path / "ck").eval()
-    sample = model.sequence_builder.encode(records[2], tokens["tok2"], PLANNING_QUESTION, "<traj_start>[(0.00,1.00)]")
-    again = loaded.sequence_builder.encode(records[2], tokens["tok2"], PLANNING_QUESTION, "<traj_start>[(0.00,1.00)]")
+    sample = model.sequence_builder.encode(planner_input(records[2]), tokens["tok2"], PLANNING_QUESTION, "<traj_start>[(0.00,1.00)]")
+    again = loaded.sequence_builder.encode(planner_input(records[2]), tokens["tok2"], PLANNING_QUESTION, "<traj_start>[(0.00,1.00)]")
     assert again.input_ids == sample.input_ids
     batch = collate([sample], model.pad_id)
     with torch.no_grad():
         a = model(batch["input_ids"], batch["attention_mask"], batch["features"]).logits
         b = loaded(batch["input_ids"], batch["attention_mask"], batch["features"]).logits
     torch.testing.assert_close(a, b)
-    texts = predict_split(tmp_path / "ck", records, tokens, progress=False)
+    texts = predict_split(tmp_path / "ck", records, tokens=tokens, progress=False)
     assert set(texts) == {r.sample_token for r in records}
     model.merge_lora()
     assert model.lora is None and np.isfinite(a.numpy()).all() and loaded.projectors.token_width == WIDTH

@@ -168,18 +168,24 @@ def test_online_resume_gives_the_same_next_loss(online_run, tmp_path):
 
 
 def test_eval_of_an_online_checkpoint_uses_its_own_perception(online_run, mini_records):
-    from vla_world.inference import checkpoint_tokens, predict_split
+    from vla_world.inference import (
+        load_source_tokens,
+        predict_split,
+        resolve_token_source,
+    )
 
     world, root, perception, _ = online_run
     records = mini_records["val"][:2]
     checkpoint = root / "planning" / "last"
-    own = checkpoint_tokens(checkpoint, records, world)
+    source = resolve_token_source(checkpoint, "val")
+    assert source.kind == "online" and source.detail.endswith("perception")
+    own = load_source_tokens(source, checkpoint, records, world)
     original = OnlinePerception.load(perception, records, world, root / "features", progress=False).all_tokens(records)
     token = records[0].sample_token
     assert own[token].scene.shape == original[token].scene.shape
     assert not torch.allclose(own[token].scene, original[token].scene)  # the fine-tuned tail, not the original
     with pytest.raises(ValueError, match="dataroot"):
-        checkpoint_tokens(checkpoint, records)
+        load_source_tokens(source, checkpoint, records)
     texts = predict_split(checkpoint, records, progress=False, dataroot=world)
     assert set(texts) == {r.sample_token for r in records}
 

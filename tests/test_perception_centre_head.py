@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from perception.centre_head import CentreHead, local_maxima
-from perception.config import GridConfig, ModelConfig
+from perception.config import GridConfig, BevModelConfig
 from perception.losses import centre_heatmap_loss
 from perception.targets import centre_targets, frame_targets
 from vla_world.data.synthetic import synthetic_record
@@ -34,7 +34,7 @@ def test_heatmap_peaks_at_the_centre_cell_of_each_class():
 def test_decoding_the_targets_recovers_the_gt_boxes():
     targets = targets_of_two_agents()
     dense = centre_targets(targets, GRID, 10)
-    head = CentreHead(ModelConfig(num_agent_queries=4), GRID, 10)
+    head = CentreHead(BevModelConfig(num_agent_queries=4), GRID, 10)
     heatmap = torch.logit(torch.from_numpy(dense.heatmap).clamp(1e-4, 1 - 1e-4))[None]
     scores = heatmap.sigmoid().amax(1)
     cells = torch.where(local_maxima(scores), scores, torch.zeros_like(scores)).flatten(1).topk(2, 1).indices
@@ -48,7 +48,7 @@ def test_decoding_the_targets_recovers_the_gt_boxes():
 
 def test_forward_keeps_only_local_maxima_as_confident_queries():
     torch.manual_seed(0)
-    head = CentreHead(ModelConfig(token_dim=16, num_agent_queries=5), GridConfig(x_half=8.0, y_half=8.0, cells=8), 10)
+    head = CentreHead(BevModelConfig(token_dim=16, num_agent_queries=5), GridConfig(x_half=8.0, y_half=8.0, cells=8), 10)
     out = head(torch.randn(2, 16, 8, 8))
     assert out["logits"].shape == (2, 5, 10) and out["centres"].shape == (2, 5, 2) and out["embeddings"].shape == (2, 5, 16)
     assert float(out["centres"].detach().abs().max()) <= 8.0

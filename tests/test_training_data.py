@@ -7,8 +7,9 @@ import torch
 from model_helpers import fake_tokens, small_model, small_records
 
 from planning.codec import parse_trajectory
+from planning.kinematic import ctra_prior
+from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
-from vla_world.model.kinematics import kinematic_prior
 from vla_world.model.sequence import IGNORE_INDEX
 from vla_world.training.data import (
     collate,
@@ -34,7 +35,7 @@ def test_kinematic_copy_answers_are_the_prior_and_reuse_source_tokens():
     assert len(pseudo) == 5 and len({p.sample_token for p in pseudo}) == 5
     for record in pseudo:
         assert source_token(record.sample_token) in {r.sample_token for r in records}
-        np.testing.assert_allclose(record.ego_future, kinematic_prior(record), atol=1e-5)
+        np.testing.assert_allclose(record.ego_future, ctra_prior(planner_input(record)), atol=1e-5)
     assert kinematic_copy_records(records, 5, seed=0)[3].ego_speed == pseudo[3].ego_speed  # deterministic
 
 

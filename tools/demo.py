@@ -2,21 +2,27 @@
 
 Steps (each is one of the project's own tools, run as a subprocess, so the demo exercises
 exactly what a user would type):
-  world       build the mini world in nuScenes v1.0 format (skipped when it already exists)
+  world       build the mini world in nuScenes v1.0 format: train / val / test scenes (skipped when
+              a world with a test split is already there)
   summary     build the record caches and print a data summary
   preview     render one sample's six cameras and its BEV
-  baselines   constant velocity, kinematic predictor, Ego-MLP -> prediction files
+  baselines   constant velocity, kinematic predictor, CTRA prior, Ego-MLP (3 seeds) on the test split
   perception  train the tiny BEV perception model (skipped with --oracle)
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
   align, instruct, motion, planning   the four supervised LLM stages at `tiny` size; align to motion
               read the exported tokens, planning fine-tunes the perception with the LLM on the
-              camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only)
-  predict     the trained planner writes its predictions on the val split
-  evaluate    every convention's table for all methods -> docs/results.md + outputs/eval
-  qa          QA metrics of the instruct stage on the val split
-  pictures    BEV pictures and a GIF of one val scene
+              camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only).
+              `--seeds 0 1 2` trains the planning stage once per seed (from the same motion checkpoint)
+  evaluate    every convention's table for all methods on the held-out test split -> outputs/eval
+              (+ --results-md), learned rows as mean +- std over their seeds
+  readme      the README's results table, rewritten from this run's outputs/eval/metrics.json
+  qa          QA metrics of the instruct stage on the test split
+  pictures    BEV pictures and a GIF of one test scene
 
-    python tools/demo.py                      # everything, ~see README for the time it takes
+Settings were chosen on val; every reported number is on test (docs/results.md says why).
+
+    python tools/demo.py                      # everything (make demo), ~see README for the time it takes
+    python tools/demo.py --seeds 0 1 2 --keep --results-md docs/results.md   # make results: 3 planning seeds
     python tools/demo.py --oracle             # LLM stages on oracle (ground-truth) tokens
     python tools/demo.py --until baselines    # stop early
 """
@@ -31,8 +37,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vla_world.training.stages import LLM_STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
-LLM_STAGES = ("align", "instruct", "motion", "planning")
+REPORT_SPLIT = "test"  # held out: never used to choose a setting (val is for that)
+SPLITS = ("train", "val", "test")
+BASELINE_ROWS = {"constant_velocity": "Constant velocity", "kinematic": "Kinematic", "ctra_prior": "CTRA prior"}
+EGO_MLP_SEEDS = (0, 1, 2)
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Step:
     name: str
     command: list[str]
     skip_if: Path | None = None  # the step's product; present -> skip
+    keep_if: Path | None = None  # with --keep: a finished training run's state; present -> skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,8 @@ def full_scale(a: argparse.Namespace) -> Scale:
                  llm=(), qa=("--max-examples", str(a.qa_examples)), pictures=6)
 
 
-SMOKE = Scale(world=("--scenes", "2", "--seconds", "6", "--image-size", "64", "36"), perception=("--max-steps", "2"),
+SMOKE = Scale(world=("--scenes", "2", "--test-scenes", "1", "--seconds", "6", "--image-size", "64", "36"),
+              perception=("--max-steps", "2"),
               llm=("--max-steps", "2"), qa=("--max-examples", "4", "--no-meteor"), pictures=1)
 
 
@@ -66,36 +79,63 @@ def tool(name: str, *args: str) -> list[str]:
     return [sys.executable, str(ROOT / "tools" / name), *args]
 
 
+def world_ready(data: str) -> Path | None:
+    """The world's sample table when the world there already has a test split (else it is (re)built)."""
+    tables = Path(data) / "v1.0-mini"
+    splits = tables / "vla_world_splits.json"
+    if (tables / "sample.json").is_file() and splits.is_file() and json.loads(splits.read_text()).get("test"):
+        return tables / "sample.json"
+    return None
+
+
 def data_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     data, out = a.data, Path(a.out)
+    world = Step("world", tool("make_mini_world.py", "--out", data, "--seed", str(a.seed), *scale.world))
+    world.skip_if = world_ready(data)
+    seeds = [str(s) for s in EGO_MLP_SEEDS]
     return [
-        Step("world", tool("make_mini_world.py", "--out", data, "--seed", str(a.seed), *scale.world),
-             skip_if=Path(data) / "v1.0-mini" / "sample.json"),
+        world,
         Step("summary", tool("data_summary.py", "--dataroot", data)),
         Step("preview", tool("show_sample.py", "--dataroot", data, "--out", str(out / "sample_preview.png"))),
-        Step("baselines", tool("run_baselines.py", "--dataroot", data, "--out", str(out / "baselines"))),
+        Step("baselines", tool("run_baselines.py", "--dataroot", data, "--split", REPORT_SPLIT, "--seeds", *seeds,
+                               "--out", str(out / "baselines"))),
     ]
+
+
+def planning_out(ck: Path, seed: int) -> Path:
+    """Seed 0 is the demo's own planning run; other seeds get a folder each."""
+    return ck / "planning" if seed == 0 else ck / f"planning-seed{seed}"
 
 
 def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     data, ck, token_dir = a.data, Path(a.checkpoints), Path(a.cache) / "tokens"
     steps = []
     if not a.oracle:
-        steps.append(Step("perception", tool("train.py", "--stage", "perception", "--config", "configs/perception/tiny.yaml",
-                                             *scale.perception, "--dataroot", data, "--out", str(ck / "perception"))))
+        steps.append(trained(Step("perception", tool("train.py", "--stage", "perception", "--config",
+                                                      "configs/perception/tiny.yaml", *scale.perception, "--dataroot",
+                                                      data, "--out", str(ck / "perception"))), ck / "perception"))
     # Smoke: perception still trains (2 steps) to check its path, but detects nothing yet, which would
     # leave the agent questions of the LLM stages empty; oracle tokens keep those stages fed.
     oracle_tokens = a.oracle or a.smoke
     token_src = ["--oracle"] if oracle_tokens else ["--checkpoint", str(ck / "perception" / "last")]
-    for split in ("train", "val"):
+    for split in SPLITS:
         steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
                                                   "--out", str(token_dir / f"{split}.safetensors"))))
     for stage in LLM_STAGES:
-        source = planning_tokens(a, ck) if stage == "planning" else ()
-        steps.append(Step(stage, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
-                                      "--set", f"data.token_cache={token_dir}", *source, *scale.llm,
-                                      "--dataroot", data, "--out", str(ck / stage))))
+        for seed in (a.seeds if stage == "planning" else [0]):
+            out = planning_out(ck, seed) if stage == "planning" else ck / stage
+            source = planning_tokens(a, ck) if stage == "planning" else ()
+            name = stage if seed == 0 else f"{stage}-seed{seed}"
+            seeded = ("--set", f"train.seed={seed}") if stage == "planning" else ()
+            steps.append(trained(Step(name, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
+                                                 "--set", f"data.token_cache={token_dir}", *seeded, *source,
+                                                 *scale.llm, "--dataroot", data, "--out", str(out))), out))
     return steps
+
+
+def trained(step: Step, out: Path) -> Step:
+    step.keep_if = out / "last" / "state.json"
+    return step
 
 
 def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
@@ -109,21 +149,38 @@ def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
     return ("--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
 
 
+def baseline_predictions(base: Path) -> tuple[list[str], list[str]]:
+    """Prediction files and row names: one row per baseline, the Ego-MLP seeds as one row (mean +- std)."""
+    files = [str(base / f"{stem}.json") for stem in BASELINE_ROWS]
+    names = list(BASELINE_ROWS.values())
+    files += [str(base / f"ego_mlp_seed{seed}.json") for seed in EGO_MLP_SEEDS]
+    names += ["Ego-MLP"] * len(EGO_MLP_SEEDS)
+    return files, names
+
+
 def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     data, out, ck, base = a.data, Path(a.out), Path(a.checkpoints), Path(a.out) / "baselines"
-    preds = [str(base / f"{m}.json") for m in ("constant_velocity", "kinematic", "ego_mlp")]
-    return [
-        Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", "val", "--pred", *preds,
-                              "--names", "Constant velocity", "Kinematic", "Ego-MLP",
-                              "--checkpoint", str(ck / "planning" / "last"), "--checkpoint-name", "VLA-tiny",
-                              "--out", str(out / "eval"), "--results-md", a.results_md)),
-        Step("qa", tool("eval_qa.py", "--checkpoint", str(ck / "instruct" / "last"), "--dataroot", data,
-                        "--tokens", str(Path(a.cache) / "tokens" / "val.safetensors"), "--split", "val",
-                        *scale.qa, "--out", str(out / "qa"))),
-        Step("pictures", tool("visualize.py", "--dataroot", data, "--split", "val", "--pred", str(base / "kinematic.json"),
-                              "--pred-vla", str(out / "eval" / "last.json"), "--samples", str(scale.pictures), "--gif",
-                              "--out", str(out / "bev"))),
+    files, names = baseline_predictions(base)
+    checkpoints = [str(planning_out(ck, seed) / "last") for seed in a.seeds]
+    oracle = ("--tokens", "oracle") if a.oracle else ()
+    results = ("--results-md", a.results_md) if a.results_md else ()
+    steps = [
+        Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", REPORT_SPLIT, "--pred", *files,
+                              "--names", *names, "--checkpoint", *checkpoints, "--checkpoint-name", "VLA-tiny",
+                              *oracle, "--out", str(out / "eval"), *results)),
     ]
+    if a.readme:
+        steps.append(Step("readme", tool("demo_readme.py", "--metrics", str(out / "eval" / "metrics.json"),
+                                         "--readme", a.readme)))
+    token_file = "oracle" if a.oracle else str(Path(a.cache) / "tokens" / f"{REPORT_SPLIT}.safetensors")
+    steps += [
+        Step("qa", tool("eval_qa.py", "--checkpoint", str(ck / "instruct" / "last"), "--dataroot", data,
+                        "--tokens", token_file, "--split", REPORT_SPLIT, *scale.qa, "--out", str(out / "qa"))),
+        Step("pictures", tool("visualize.py", "--dataroot", data, "--split", REPORT_SPLIT,
+                              "--pred", str(base / "ctra_prior.json"), "--pred-vla", str(out / "eval" / "last.json"),
+                              "--samples", str(scale.pictures), "--gif", "--out", str(out / "bev"))),
+    ]
+    return steps
 
 
 def build_steps(a: argparse.Namespace) -> list[Step]:
@@ -131,9 +188,12 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
     return data_steps(a, scale) + model_steps(a, scale) + evaluation_steps(a, scale)
 
 
-def run_step(step: Step) -> float:
+def run_step(step: Step, keep: bool) -> float:
     if step.skip_if is not None and step.skip_if.exists():
         print(f"\n=== {step.name}: already there ({step.skip_if}), skipped", flush=True)
+        return 0.0
+    if keep and step.keep_if is not None and step.keep_if.exists():
+        print(f"\n=== {step.name}: kept the finished run ({step.keep_if.parent}), --keep", flush=True)
         return 0.0
     print(f"\n=== {step.name}: {' '.join(step.command[1:])}", flush=True)
     start = time.perf_counter()
@@ -158,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", default=None, help="stop after the step of this name")
     p.add_argument("--smoke", action="store_true",
                    help="every step at the smallest size (2 short scenes, 2 training steps per stage): checks the path")
-    p.add_argument("--results-md", default="docs/results.md", help="where the results table is written")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="planning-stage seeds (each a run from the same motion checkpoint; default: 0)")
+    p.add_argument("--keep", action="store_true", help="skip a training step whose run already finished (make results)")
+    p.add_argument("--results-md", default=None, help="also write the results page here (make results: docs/results.md)")
+    p.add_argument("--readme", default=None,
+                   help="rewrite the results table of this README from the run (make demo: README.md)")
     a = p.parse_args(argv)
+    if 0 not in a.seeds:
+        p.error("--seeds must include 0 (the demo's own planning run, checkpoints/planning)")
     timings: dict[str, float] = {}
     for step in build_steps(a):
-        timings[step.name] = round(run_step(step), 1)
+        timings[step.name] = round(run_step(step, a.keep), 1)
         if a.until and step.name.startswith(a.until):
             break
     Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -170,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== demo done. Seconds per step:")
     for name, sec in timings.items():
         print(f"  {name:<12} {sec:8.1f}")
-    print(f"  {'total':<12} {sum(timings.values()):8.1f}\nTables: docs/results.md, {a.out}/eval; pictures: {a.out}/bev, {a.out}/sample_preview.png")
+    tables = ", ".join(t for t in (a.results_md, a.readme, f"{a.out}/eval") if t)
+    print(f"  {'total':<12} {sum(timings.values()):8.1f}\nTables: {tables}; pictures: {a.out}/bev, {a.out}/sample_preview.png")
     return 0
 
 

@@ -12,10 +12,7 @@ perception a planning run fine-tuned online (`checkpoints/planning/last/percepti
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_CONFIG = "configs/perception/tiny.yaml"
 

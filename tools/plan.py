@@ -5,17 +5,14 @@
 
 Prints, per sample: the trajectory (6 waypoints, LiDAR frame: x right, y forward, metres,
 t = 0.5..3 s), the raw model text and the parse status. Tokens come from the checkpoint's
-token source (the cache folder named in its config.yaml, or, for a planner trained with online
-perception, its own fine-tuned perception on the --dataroot images) unless --oracle is given.
+token source (the cache file named in its config.yaml, or, for a planner trained with online
+perception, its own fine-tuned perception on the --dataroot images) unless --tokens names
+another (a cache file, or `oracle` for ground-truth tokens); the first line printed says which.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--sample", help="sample token to plan for")
     which.add_argument("--scene", help="scene name: plan for every keyframe of it")
-    p.add_argument("--oracle", action="store_true", help="use oracle (ground-truth) perception tokens")
-    p.add_argument("--token-cache", default=None, help="token cache folder (default: the checkpoint config's)")
+    p.add_argument("--tokens", default=None, metavar="oracle|FILE",
+                   help="perception tokens: 'oracle' (from ground truth) or a token cache file "
+                        "(default: the source the checkpoint was trained with)")
     p.add_argument("--no-cache", action="store_true", help="decode without the KV cache (slow; for comparison)")
     return p
 
@@ -38,15 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vla_world.data import load_records
+    from vla_world.data.planner_input import planner_input
     from vla_world.inference import (
         PLAN_MAX_NEW_TOKENS,
         Planner,
-        checkpoint_tokens,
+        load_source_tokens,
+        resolve_token_source,
         to_plan_result,
     )
     from vla_world.model.sequence import PLANNING_QUESTION
-    from vla_world.training.config import DataConfig
-    from vla_world.training.data import load_stage_tokens
 
     torch.set_num_threads(1)
     records = load_records(args.dataroot, version=args.version, split=args.split, progress=False)
@@ -54,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         what = f"sample {args.sample}" if args.sample else f"scene {args.scene}"
         raise SystemExit(f"{args.dataroot}: {what} is not in split {args.split!r}; try --split train or check the name")
-    if args.oracle or args.token_cache:
-        source = DataConfig(token_source="oracle" if args.oracle else "cache", token_cache=args.token_cache or "")
-        tokens = load_stage_tokens(source, chosen, args.split)
-    else:
-        tokens = checkpoint_tokens(args.checkpoint, chosen, args.dataroot)
+    try:
+        source = resolve_token_source(args.checkpoint, args.split, args.tokens)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc)) from exc
+    print(f"perception tokens: {source.label}")
+    tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
     planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache)
     builder = planner.model.sequence_builder
-    prompts = [builder.encode(r, tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]
+    prompts = [builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]
     for record, text in zip(chosen, planner.generate(prompts, PLAN_MAX_NEW_TOKENS)):
         result = to_plan_result(text)
         print(f"== {record.scene_name} frame {record.frame_index} sample {record.sample_token}")

@@ -18,8 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from matplotlib.figure import Figure
 
 from planning.bev_plot import draw_scene, gt_trajectory, legend_handles, make_bev_axes

@@ -16,13 +16,10 @@ bar -> save a checkpoint folder (safetensors + state.json + config.yaml) under -
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vla_world.training.stages import LLM_STAGES
 
 PERCEPTION_STAGES = ("perception",)
-LLM_STAGES = ("align", "instruct", "motion", "planning")
 
 
 def build_parser() -> argparse.ArgumentParser:

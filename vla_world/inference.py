@@ -1,9 +1,15 @@
 """The planner API: a trained VLA checkpoint -> ego trajectories (and answers to questions).
 
     planner = Planner.from_checkpoint("checkpoints/planning/last")
-    result = planner.plan(record, tokens)          # PlanResult(trajectory (6, 2) | None, text, parse_error)
-    texts = predict_split(checkpoint, records, dataroot="data/mini_world")  # {sample_token: text}, for eval_planning
+    result = planner.plan(planner_input(record), tokens)  # PlanResult(trajectory (6, 2) | None, text, parse_error)
+    source = resolve_token_source("checkpoints/planning/last", split="val")   # where perception tokens come from
+    texts = predict_split(checkpoint, records, source=source, dataroot="data/mini_world")  # {token: text}
     answers = answer_questions(checkpoint, records, tokens, examples)  # [str], for eval_qa
+
+The planner sees `PlannerInput`s (no labels) and perception tokens; records are taken only to
+make those inputs. Tokens come from a `TokenSource`: by default the one the checkpoint was
+trained with (its config.yaml `data` section: the fine-tuned perception of an online planner, or
+the token cache of the split), never ground-truth (oracle) tokens unless asked for by name.
 
 Decoding is greedy with the KV cache (`generate` from `inputs_embeds` returns only the new
 tokens). Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
@@ -20,8 +26,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from perception.tokens import PerceptionTokens
+from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import parse_trajectory
+from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
 from vla_world.model.vla import VLAModel
@@ -51,8 +58,8 @@ class Planner:
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Planner:
         return cls(VLAModel.from_folder(path), **kwargs)
 
-    def plan(self, record: SampleRecord, tokens: PerceptionTokens) -> PlanResult:
-        text = self.generate([self.model.sequence_builder.encode(record, tokens, PLANNING_QUESTION)],
+    def plan(self, inp: PlannerInput, tokens: PerceptionTokens) -> PlanResult:
+        text = self.generate([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)],
                              PLAN_MAX_NEW_TOKENS)[0]
         return to_plan_result(text)
 
@@ -80,24 +87,79 @@ def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> Pe
     return tokens[record.sample_token]
 
 
-def checkpoint_tokens(checkpoint: str | Path, records: list[SampleRecord],
-                      dataroot: str | Path | None = None) -> dict[str, PerceptionTokens]:
-    """Tokens for `records` from the source the checkpoint was trained with (its config.yaml `data` section):
-    the cache file `<token_cache>/<split>.safetensors` of the records' split, oracle tokens, or (online) the
-    checkpoint's own fine-tuned perception `<checkpoint>/perception` on the images under `dataroot`."""
-    from vla_world.training.data import load_stage_tokens
+ORACLE = "oracle"
 
+
+@dataclass(frozen=True)
+class TokenSource:
+    """Where a run's perception tokens come from; its `label` goes into every report."""
+
+    kind: str  # "online": the checkpoint's fine-tuned perception | "cache": a token file | "oracle": from GT
+    detail: str  # the perception folder, the cache file, or the perception config of oracle tokens
+
+    @property
+    def label(self) -> str:
+        names = {"online": "perception checkpoint", "cache": "token cache", ORACLE: "oracle (ground truth)"}
+        return f"{names[self.kind]}: {self.detail}"
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.kind == ORACLE
+
+
+def saved_data_config(checkpoint: str | Path) -> DataConfig:
+    """The `data` section the checkpoint was trained with (its config.yaml)."""
     config_file = Path(checkpoint) / "config.yaml"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file}: missing, so the token source is unknown; pass tokens explicitly")
+        raise FileNotFoundError(f"{config_file}: missing, so the token source is unknown; pass --tokens FILE or "
+                                "--tokens oracle")
     saved = yaml.safe_load(config_file.read_text()).get("data", {})
-    data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
-    splits = sorted({r.split for r in records})
-    if len(splits) != 1:
-        raise ValueError(f"records mix splits {splits}; pass tokens explicitly")
+    return DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+
+
+def resolve_token_source(checkpoint: str | Path, split: str, requested: str | None = None) -> TokenSource:
+    """`requested`: None = as the checkpoint was trained; "oracle" = tokens from GT; else a token cache file.
+
+    A checkpoint trained on oracle tokens is evaluated on them only when asked by name: a number
+    measured on ground truth must say so, so the default refuses with the fix.
+    """
+    if requested == ORACLE:
+        return TokenSource(ORACLE, saved_data_config(checkpoint).perception_config or "perception defaults")
+    if requested is not None:
+        if not Path(requested).is_file():
+            raise FileNotFoundError(f"{requested}: token cache not found; export it with tools/export_tokens.py "
+                                    "or pass --tokens oracle")
+        return TokenSource("cache", str(requested))
+    data = saved_data_config(checkpoint)
+    if data.token_source == ORACLE:
+        raise ValueError(f"{checkpoint} was trained on oracle (ground-truth) tokens; evaluate it on them only "
+                         "explicitly (--tokens oracle, and the row is named so), or pass a token cache --tokens FILE")
     if data.token_source == "online":
-        return fine_tuned_tokens(checkpoint, records, dataroot, data)
-    return load_stage_tokens(data, records, splits[0])
+        from vla_world.training.online_perception import perception_folder
+
+        folder = perception_folder(checkpoint)
+        if folder is None:
+            raise FileNotFoundError(f"{checkpoint}/perception: missing, but {checkpoint}/config.yaml says the planner "
+                                    "was trained with online perception; the checkpoint is incomplete")
+        return TokenSource("online", str(folder))
+    return TokenSource("cache", f"{data.token_cache}/{split}.safetensors")
+
+
+def load_source_tokens(source: TokenSource, checkpoint: str | Path, records: list[SampleRecord],
+                       dataroot: str | Path | None = None) -> dict[str, PerceptionTokens]:
+    """Tokens of `records` from `source` ({sample_token: PerceptionTokens})."""
+    if source.is_oracle:
+        from vla_world.training.data import oracle_token_map
+
+        return oracle_token_map(records, saved_data_config(checkpoint).perception_config)
+    if source.kind == "cache":
+        tokens = load_token_cache(source.detail)
+        missing = [r.sample_token for r in records if r.sample_token not in tokens]
+        if missing:
+            raise KeyError(f"{source.detail}: no tokens for {len(missing)} of {len(records)} samples (e.g. {missing[0]}); "
+                           "re-run tools/export_tokens.py for this dataroot and split")
+        return tokens
+    return fine_tuned_tokens(checkpoint, records, dataroot, saved_data_config(checkpoint))
 
 
 def fine_tuned_tokens(checkpoint: str | Path, records: list[SampleRecord], dataroot: str | Path | None,
@@ -118,19 +180,29 @@ def fine_tuned_tokens(checkpoint: str | Path, records: list[SampleRecord], datar
     return online.all_tokens(records)
 
 
+def split_of(records: list[SampleRecord]) -> str:
+    splits = sorted({r.split for r in records})
+    if len(splits) != 1:
+        raise ValueError(f"records mix splits {splits}; evaluate one split at a time")
+    return splits[0]
+
+
 @torch.no_grad()
-def predict_split(checkpoint: str | Path, records: list[SampleRecord],
-                  tokens: dict[str, PerceptionTokens] | None = None, batch_size: int = 8,
-                  progress: bool = True, dataroot: str | Path | None = None) -> dict[str, str]:
+def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: TokenSource | None = None,
+                  batch_size: int = 8, progress: bool = True, dataroot: str | Path | None = None,
+                  tokens: dict[str, PerceptionTokens] | None = None) -> dict[str, str]:
     """{sample_token: raw planner text} for every record (parse with planning.codec.parse_trajectory).
 
-    `tokens` None: computed as the checkpoint was trained (see `checkpoint_tokens`; `dataroot` is
-    needed when that is online perception).
+    Tokens: `tokens` when given (the caller names their source), else from `source`, else the ones
+    the checkpoint was trained with (`resolve_token_source`); `dataroot` is needed when that is online
+    perception (tokens from the camera images).
     """
-    tokens = checkpoint_tokens(checkpoint, records, dataroot) if tokens is None else tokens
+    if tokens is None:
+        source = source or resolve_token_source(checkpoint, split_of(records))
+        tokens = load_source_tokens(source, checkpoint, records, dataroot)
     planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size)
     builder = planner.model.sequence_builder
-    prompts = [builder.encode(r, _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]
+    prompts = [builder.encode(planner_input(r), _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]
     texts = planner.generate(prompts, PLAN_MAX_NEW_TOKENS, progress)
     return {r.sample_token: t for r, t in zip(records, texts)}
 
@@ -149,7 +221,7 @@ def answer_questions(checkpoint: str | Path, records: list[SampleRecord], tokens
     for i, ex in enumerate(examples):
         record = by_token[ex.sample_token]
         try:
-            prompts.append(builder.encode(record, _tokens_for(record, tokens), ex.question,
+            prompts.append(builder.encode(planner_input(record), _tokens_for(record, tokens), ex.question,
                                           focus_track_id=getattr(ex, "focus_track_id", None)))
             slots.append(i)
         except FocusNotDetected:

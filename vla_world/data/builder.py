@@ -49,6 +49,7 @@ from vla_world.data.records import (
     CMD_FORWARD,
     CMD_LEFT,
     CMD_RIGHT,
+    COMMAND_LATERAL_THRESHOLD_M,
     DETECTION_CLASSES,
     NUM_FUTURE,
     NUM_PAST,
@@ -62,7 +63,6 @@ if TYPE_CHECKING:  # the devkit is imported only when building: it costs seconds
 # Bump when the content of a record changes: cached records of another version are rebuilt.
 BUILDER_VERSION = 2
 
-COMMAND_LATERAL_THRESHOLD_M = 2.0  # VAD: final lateral offset >= 2 m right, <= -2 m left
 CONTEXT_STEPS = 2  # ST-P3 context: keyframes t = -1.0, -0.5 s plus the present
 _VISIBILITY_LEVELS = {"v0-40": 1, "v40-60": 2, "v60-80": 3, "v80-100": 4}
 

@@ -25,6 +25,7 @@ import numpy as np
 NUM_FUTURE = 6  # 3 s at 2 Hz
 NUM_PAST = 4  # 2 s at 2 Hz
 STEP_SECONDS = 0.5
+FUTURE_SECONDS = STEP_SECONDS * np.arange(1, NUM_FUTURE + 1)  # (6,) t = 0.5 .. 3.0 s of the future steps
 
 CAMERAS: tuple[str, ...] = (
     "CAM_FRONT",
@@ -38,6 +39,9 @@ CAMERAS: tuple[str, ...] = (
 # The driving command, in UniAD/VAD one-hot order [right, left, forward].
 COMMANDS: tuple[str, ...] = ("turn right", "turn left", "keep forward")
 CMD_RIGHT, CMD_LEFT, CMD_FORWARD = 0, 1, 2
+# The command is the sign of the ego's lateral offset at 3 s beyond this bound (VAD's rule: >= 2 m
+# right, <= -2 m left), i.e. it is derived from the GT future: a known leak, see planner_input.py.
+COMMAND_LATERAL_THRESHOLD_M = 2.0
 
 # nuScenes detection classes (nuscenes.eval.detection), in the devkit's order.
 DETECTION_CLASSES: tuple[str, ...] = (

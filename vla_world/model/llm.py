@@ -10,7 +10,6 @@ Presets (never downloaded; the Qwen2.5 ones need `--llm PATH` to an existing fol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,24 +21,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from vla_world.model.presets import PRESETS, PRETRAINED_PRESETS, TinyLLMSize
 from vla_world.model.tokenizer import add_special_tokens, load_tokenizer
 
-# preset -> hidden size, to check a local folder is the model its preset says
-PRETRAINED_PRESETS: dict[str, int] = {"qwen2.5-0.5b": 896, "qwen2.5-3b": 2048, "qwen2.5-7b": 3584}
-PRESETS: tuple[str, ...] = ("tiny", *PRETRAINED_PRESETS)
-
-
-@dataclass(frozen=True)
-class TinyLLMSize:
-    """Shape of the locally initialised Qwen2 (the `tiny` preset)."""
-
-    hidden_size: int = 256
-    intermediate_size: int = 688
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    max_positions: int = 2048
-
+__all__ = ["PRESETS", "PRETRAINED_PRESETS", "TinyLLMSize", "build_tiny_llm", "llm_from_config_dict",
+           "load_pretrained_llm"]
 
 def build_tiny_llm(vocab_size: int, size: TinyLLMSize, seed: int = 0) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2 with `vocab_size` rows (rounded up to a multiple of 64)."""

@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from perception.tokens import PerceptionTokens
+from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
     EncodedSample,
@@ -59,7 +60,7 @@ def pack_conversations(builder: SequenceBuilder, examples: Sequence[QuestionExam
                        tokens: dict[str, PerceptionTokens], max_length: int,
                        seed: int = 0) -> tuple[list[EncodedSample], Counter]:
     """Encoded conversations, and how many turns were dropped per reason (focus agent not detected)."""
-    by_token = {r.sample_token: r for r in records}
+    by_token = {r.sample_token: planner_input(r) for r in records}  # prompts see inputs only
     samples, dropped = [], Counter()
     for index, ((sample_token, _), group) in enumerate(conversation_groups(examples).items()):
         if sample_token not in by_token or sample_token not in tokens:
@@ -82,7 +83,7 @@ def has_focus(tokens: PerceptionTokens, turn: Turn) -> bool:
     return True
 
 
-def split_by_length(builder: SequenceBuilder, record: SampleRecord, tokens: PerceptionTokens, turns: list[Turn],
+def split_by_length(builder: SequenceBuilder, inp: PlannerInput, tokens: PerceptionTokens, turns: list[Turn],
                     max_length: int) -> list[EncodedSample]:
     """Greedy: add turns to the current conversation until the next would pass `max_length` tokens.
 
@@ -90,9 +91,9 @@ def split_by_length(builder: SequenceBuilder, record: SampleRecord, tokens: Perc
     so no growing conversation is re-encoded to measure it.
     """
     def first_length(turn: Turn) -> int:
-        length = len(builder.encode(record, tokens, turn.question, turn.answer, turn.focus_track_id).input_ids)
+        length = len(builder.encode(inp, tokens, turn.question, turn.answer, turn.focus_track_id).input_ids)
         if length > max_length:
-            raise ValueError(f"sample {record.sample_token}: one question needs {length} tokens > max_length "
+            raise ValueError(f"sample {inp.sample_token}: one question needs {length} tokens > max_length "
                              f"{max_length}; raise data.max_length in the stage config")
         return length
 
@@ -107,4 +108,4 @@ def split_by_length(builder: SequenceBuilder, record: SampleRecord, tokens: Perc
         else:
             chunks[-1].append(turn)
             length += extra
-    return [builder.encode_conversation(record, tokens, chunk) for chunk in chunks]
+    return [builder.encode_conversation(inp, tokens, chunk) for chunk in chunks]

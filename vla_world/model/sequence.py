@@ -1,4 +1,4 @@
-"""The sequence builder: one ChatML prompt per (record, perception tokens, question), and its labels.
+"""The sequence builder: one ChatML prompt per (planner input, perception tokens, question), and its labels.
 
 The prompt is built by hand (no chat template), identical in training and inference:
 
@@ -20,6 +20,10 @@ perception token; `vla_world.model.vla` replaces their embeddings with the proje
 order. Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
 supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals.
 
+The prompt is a function of `PlannerInput` (no labels) and the perception tokens only, so no
+prompt can see the future (tests/test_planner_boundary.py builds it from records whose futures are
+NaN and gets the same ids).
+
 `encode_conversation` packs several questions about one sample into one training sequence
 (ChatML turns): the first turn is exactly what `encode` writes, each later user turn holds only
 its `Object:` line (agent questions) and its question, and every answer is supervised. The long
@@ -30,13 +34,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
 from perception.tokens import PerceptionTokens
-from vla_world.data.records import SampleRecord
-from vla_world.model.kinematics import kinematic_prior
+from planning.codec import format_number, format_points
+from planning.kinematic import ctra_prior
+from vla_world.data.planner_input import PlannerInput
 from vla_world.model.tokenizer import IM_END, IM_START, PLACEHOLDERS
 
 IGNORE_INDEX = -100
@@ -55,7 +59,7 @@ class FocusNotDetected(LookupError):
 
 @dataclass(frozen=True)
 class PromptOptions:
-    kinematic_prior: bool = True  # add the CTRA rollout of the ego state as text (see model/kinematics.py)
+    kinematic_prior: bool = True  # add the CTRA rollout of the ego state as text (planning.kinematic.ctra_prior)
 
 
 @dataclass(frozen=True)
@@ -81,26 +85,12 @@ class EncodedSample:
         return next((i for i, label in enumerate(self.labels) if label != IGNORE_INDEX), len(self.labels))
 
 
-def fmt_number(value: float) -> str:
-    text = f"{value:.2f}"
-    return "0.00" if text == "-0.00" else text
-
-
-def fmt_points(points: np.ndarray, mask: np.ndarray | None = None) -> str:
-    """[(x,y),...] with 2 decimals and no spaces; masked points print as (UN,UN)."""
-    items = []
-    for i, (x, y) in enumerate(np.asarray(points, dtype=np.float64)):
-        known = mask is None or bool(mask[i])
-        items.append(f"({fmt_number(x)},{fmt_number(y)})" if known else "(UN,UN)")
-    return "[" + ",".join(items) + "]"
-
-
-def ego_state_text(record: SampleRecord) -> str:
-    vx, vy = record.ego_velocity
-    ax, ay = record.ego_acceleration
-    return (f"Ego states: velocity (vx,vy) ({fmt_number(vx)},{fmt_number(vy)}) m/s, "
-            f"acceleration (ax,ay) ({fmt_number(ax)},{fmt_number(ay)}) m/s^2, "
-            f"yaw rate {fmt_number(record.ego_yaw_rate)} rad/s, speed {fmt_number(record.ego_speed)} m/s")
+def ego_state_text(inp: PlannerInput) -> str:
+    vx, vy = inp.ego_velocity
+    ax, ay = inp.ego_acceleration
+    return (f"Ego states: velocity (vx,vy) ({format_number(vx)},{format_number(vy)}) m/s, "
+            f"acceleration (ax,ay) ({format_number(ax)},{format_number(ay)}) m/s^2, "
+            f"yaw rate {format_number(inp.ego_yaw_rate)} rad/s, speed {format_number(inp.ego_speed)} m/s")
 
 
 def token_block(kind: str, count: int) -> str:
@@ -108,7 +98,7 @@ def token_block(kind: str, count: int) -> str:
     return f"<{kind}_start>{PLACEHOLDERS[kind] * count}<{kind}_end>"
 
 
-def user_text(record: SampleRecord, counts: dict[str, int], question: str, options: PromptOptions,
+def user_text(inp: PlannerInput, counts: dict[str, int], question: str, options: PromptOptions,
               with_object: bool = False) -> str:
     """The user turn; `counts` gives how many placeholders each block holds."""
     def block(kind: str) -> str:
@@ -118,12 +108,12 @@ def user_text(record: SampleRecord, counts: dict[str, int], question: str, optio
         f"Scene information: {block('scene')}",
         f"Object-wise tracking information: {block('agent')}",
         f"Map information: {block('map')}",
-        ego_state_text(record),
-        f"Historical trajectory (last 2 seconds): {fmt_points(record.ego_past, record.ego_past_mask)}",
-        f"Mission goal: {record.command_text}",
+        ego_state_text(inp),
+        f"Historical trajectory (last 2 seconds): {format_points(inp.ego_past, inp.ego_past_mask)}",
+        f"Mission goal: {inp.command_text}",
     ]
     if options.kinematic_prior:
-        lines.append(f"Kinematic prior (CTRA, next 3 seconds): {fmt_points(kinematic_prior(record))}")
+        lines.append(f"Kinematic prior (CTRA, next 3 seconds): {format_points(ctra_prior(inp))}")
     if with_object:
         lines.append(f"Object: {block('object')}")
     lines.append(question)
@@ -149,34 +139,37 @@ def select_features(tokens: PerceptionTokens, focus_track_id: int | None) -> dic
 
 
 class SequenceBuilder:
-    """Turns (record, tokens, question[, answer]) into ids, labels and features."""
+    """Turns (planner input, tokens, question[, answer]) into ids, labels and features."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerFast, options: PromptOptions | None = None):
         self.tokenizer = tokenizer
         self.options = options or PromptOptions()
 
-    def prompt_text(self, record: SampleRecord, features: dict[str, torch.Tensor], question: str) -> str:
+    def prompt_text(self, inp: PlannerInput, features: dict[str, torch.Tensor], question: str) -> str:
         counts = {k: int(v.shape[0]) for k, v in features.items()}
-        return chatml_prompt(user_text(record, counts, question, self.options, with_object=counts["object"] > 0))
+        return chatml_prompt(user_text(inp, counts, question, self.options, with_object=counts["object"] > 0))
 
-    def encode(self, record: SampleRecord, tokens: PerceptionTokens, question: str, answer: str | None = None,
+    def encode(self, inp: PlannerInput, tokens: PerceptionTokens, question: str, answer: str | None = None,
                focus_track_id: int | None = None) -> EncodedSample:
         """Ids of prompt (+ answer + <|im_end|>); labels mask the prompt. Raises FocusNotDetected."""
+        if not isinstance(inp, PlannerInput):
+            raise TypeError(f"SequenceBuilder.encode takes a PlannerInput (vla_world.data.planner_input), got "
+                            f"{type(inp).__name__}: prompts must not see labels")
         features = select_features(tokens, focus_track_id)
-        prompt_ids = self._ids(self.prompt_text(record, features, question))
+        prompt_ids = self._ids(self.prompt_text(inp, features, question))
         answer_ids = self._ids(answer + IM_END) if answer is not None else []
         return EncodedSample(
-            sample_token=record.sample_token,
+            sample_token=inp.sample_token,
             input_ids=prompt_ids + answer_ids,
             labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,
             features=features,
         )
 
-    def encode_conversation(self, record: SampleRecord, tokens: PerceptionTokens, turns: list[Turn]) -> EncodedSample:
+    def encode_conversation(self, inp: PlannerInput, tokens: PerceptionTokens, turns: list[Turn]) -> EncodedSample:
         """One sequence holding every turn; labels supervise each answer + <|im_end|>. Raises FocusNotDetected."""
         if not turns:
-            raise ValueError(f"sample {record.sample_token}: a conversation needs at least one turn")
-        first = self.encode(record, tokens, turns[0].question, turns[0].answer, turns[0].focus_track_id)
+            raise ValueError(f"sample {inp.sample_token}: a conversation needs at least one turn")
+        first = self.encode(inp, tokens, turns[0].question, turns[0].answer, turns[0].focus_track_id)
         ids, labels, objects = list(first.input_ids), list(first.labels), [first.features["object"]]
         for turn in turns[1:]:
             turn_ids, turn_labels, focus = self.follow_up(tokens, turn)
@@ -184,7 +177,7 @@ class SequenceBuilder:
             labels += turn_labels
             objects.append(focus)
         features = {**first.features, "object": torch.cat(objects)}
-        return EncodedSample(sample_token=record.sample_token, input_ids=ids, labels=labels, features=features)
+        return EncodedSample(sample_token=inp.sample_token, input_ids=ids, labels=labels, features=features)
 
     def follow_up(self, tokens: PerceptionTokens, turn: Turn) -> tuple[list[int], list[int], torch.Tensor]:
         """Ids, labels and object token of a later turn (it follows an answer's <|im_end|>)."""

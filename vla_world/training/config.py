@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vla_world.model.llm import PRESETS, TinyLLMSize
-from vla_world.training.stages import stage_spec
-
-STAGE_NAMES = ("align", "instruct", "motion", "planning")
+from vla_world.model.presets import PRESETS, TinyLLMSize
+from vla_world.qa.config import StageDataConfig
+from vla_world.training.stages import STAGES, stage_spec
 
 
 @dataclass
@@ -26,7 +25,7 @@ class ModelConfig:
     num_layers: int = 4  # tiny only
     num_heads: int = 4  # tiny only: attention heads
     num_kv_heads: int = 2  # tiny only: key/value heads (grouped-query attention)
-    kinematic_prior: bool = True  # put the CTRA rollout of the ego state into the prompt (model/kinematics.py)
+    kinematic_prior: bool = True  # put the CTRA rollout of the ego state into the prompt (planning.kinematic)
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -59,13 +58,14 @@ class DataConfig:
     pack_questions: bool = False
     kinematic_copy_examples: int = 0  # planning: extra pseudo-examples whose answer is the CTRA prior (data.py)
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
-    eval_split: str = "val"  # split the planner is evaluated on by tools/eval_planning.py
+    qa: StageDataConfig = field(default_factory=StageDataConfig)  # QA stages: the question builders' settings
 
     def validate(self) -> None:
         if self.token_source not in TOKEN_SOURCES:
             raise ValueError(f"token_source {self.token_source!r}: expected one of {list(TOKEN_SOURCES)}")
         if self.max_examples < 0 or self.max_length < 64:
             raise ValueError("max_examples must be >= 0 and max_length >= 64")
+        self.qa.validate()
 
 
 @dataclass
@@ -130,8 +130,8 @@ class StageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        if self.stage not in STAGE_NAMES:
-            raise ValueError(f"stage {self.stage!r} is not one of {list(STAGE_NAMES)}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage {self.stage!r} is not one of {list(STAGES)}")
         if self.data.token_source == "online" and "perception" not in stage_spec(self.stage).trainable:
             raise ValueError(f"data.token_source online: stage {self.stage!r} does not train perception; "
                              "use cache (tools/export_tokens.py) or oracle tokens")

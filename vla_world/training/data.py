@@ -21,8 +21,9 @@ import torch
 
 from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import format_trajectory
+from planning.kinematic import ctra_rollout
+from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
-from vla_world.model.kinematics import ctra_rollout
 from vla_world.model.sequence import (
     IGNORE_INDEX,
     PLANNING_QUESTION,
@@ -30,6 +31,7 @@ from vla_world.model.sequence import (
     FocusNotDetected,
     SequenceBuilder,
 )
+from vla_world.qa import StageDataConfig, build_stage_examples
 from vla_world.training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class TrainingExample:
 
 
 def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
-    """The planning stage's examples: the GT ego future as the answer; samples with a masked future are left out."""
+    """The planning stage's examples (the one builder of them): the GT ego future as the answer, in
+    `planning.codec` text; samples whose future is incomplete (near a scene end) are left out."""
     return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
             for r in records if bool(np.all(r.ego_future_mask))]
 
@@ -82,14 +85,13 @@ def source_token(sample_token: str) -> str:
     return sample_token.split("#kin", 1)[0]
 
 
-def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers, or vla_world.qa's builder for the QA stages."""
+def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
+                   qa: StageDataConfig | None = None) -> list[TrainingExample]:
+    """Examples of `stage`: our planning answers, or vla_world.qa's builder (settings `qa`) for the QA stages."""
     if source == "planning":
         return planning_examples(records)
-    from vla_world.qa import build_stage_examples
-
     return [TrainingExample(e.sample_token, e.question, e.answer, e.focus_track_id, e.kind, dict(e.meta))
-            for e in build_stage_examples(stage, records, seed=seed)]
+            for e in build_stage_examples(stage, records, seed=seed, config=qa)]
 
 
 def load_stage_tokens(cfg: DataConfig, records: list[SampleRecord], split: str) -> dict[str, PerceptionTokens]:
@@ -117,7 +119,7 @@ def oracle_token_map(records: list[SampleRecord], perception_config: str | None 
 def encode_examples(builder: SequenceBuilder, examples: list[TrainingExample], records: list[SampleRecord],
                     tokens: dict[str, PerceptionTokens], max_length: int) -> tuple[list[EncodedSample], Counter]:
     """Encode every example; returns the samples and the count of dropped ones per reason (logged)."""
-    by_token = {r.sample_token: r for r in records}
+    by_token = {r.sample_token: planner_input(r) for r in records}  # prompts see inputs only, never labels
     samples, dropped = [], Counter()
     for ex in examples:
         if ex.sample_token not in by_token or source_token(ex.sample_token) not in tokens:

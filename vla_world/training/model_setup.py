@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from perception.tokens import PerceptionTokens
+from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.llm import load_pretrained_llm
 from vla_world.model.sequence import (
@@ -24,6 +25,7 @@ from vla_world.model.sequence import (
 )
 from vla_world.model.tokenizer import train_tokenizer
 from vla_world.model.vla import VLAModel
+from vla_world.qa import StageDataConfig
 from vla_world.training.config import StageConfig
 from vla_world.training.data import stage_examples
 from vla_world.training.stages import STAGES, StageSpec
@@ -48,16 +50,14 @@ def resolve_init(cfg: StageConfig, spec: StageSpec, out: Path, cli_init: str | N
     return Path(choice)
 
 
-def tokenizer_corpus(records: list[SampleRecord], tokens: dict[str, PerceptionTokens], seed: int) -> list[str]:
+def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig | None = None) -> list[str]:
     """All text the tiny LLM will see: every stage's examples and one prompt per record."""
     texts = [SYSTEM_PROMPT, PLANNING_QUESTION]
     for name, spec in STAGES.items():
-        try:
-            texts += [f"{e.question}\n{e.answer}" for e in stage_examples(name, spec.examples, records, seed)]
-        except ImportError as exc:  # the QA package is optional for the planning-only path
-            log.warning("tokenizer corpus: no %s examples (%s)", name, exc)
+        texts += [f"{e.question}\n{e.answer}" for e in stage_examples(name, spec.examples, records, seed, qa)]
     counts = {"scene": 1, "agent": 1, "map": 1, "object": 1}
-    texts += [chatml_prompt(user_text(r, counts, PLANNING_QUESTION, PromptOptions(), True)) for r in records]
+    texts += [chatml_prompt(user_text(planner_input(r), counts, PLANNING_QUESTION, PromptOptions(), True))
+              for r in records]
     return texts
 
 
@@ -66,7 +66,7 @@ def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleReco
     width = next(iter(tokens.values())).width
     prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior)
     if cfg.model.preset == "tiny":
-        tokenizer = train_tokenizer(tokenizer_corpus(records, tokens, cfg.train.seed), cfg.model.vocab_size)
+        tokenizer = train_tokenizer(tokenizer_corpus(records, cfg.train.seed, cfg.data.qa), cfg.model.vocab_size)
         log.info("trained a byte-level BPE tokenizer: %d tokens", len(tokenizer))
         return VLAModel.create_tiny(tokenizer, width, cfg.model.tiny_size(), prompt, cfg.train.seed)
     llm, tokenizer = load_pretrained_llm(cfg.model.preset, llm_path or cfg.model.llm_path)

@@ -159,7 +159,7 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
 
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)
     tokens, online = stage_tokens(cfg, records, args.dataroot, init)
-    examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed)
+    examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
         examples = [examples[i] for i in keep]

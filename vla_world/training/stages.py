@@ -20,15 +20,17 @@ class StageSpec:
     trainable: tuple[str, ...]  # parts of VLAModel that learn: subset of PARTS
     previous: str | None  # stage whose checkpoint it starts from by default
     examples: str  # "qa": vla_world.qa.build_stage_examples(name, ...) | "planning": ego trajectory answers
-    max_new_tokens: int  # generation budget at inference for this stage's answers
 
 
 STAGES: dict[str, StageSpec] = {
-    "align": StageSpec("align", ("projectors",), None, "qa", 96),
-    "instruct": StageSpec("instruct", ("projectors", "llm"), "align", "qa", 96),
-    "motion": StageSpec("motion", ("projectors", "llm"), "instruct", "qa", 96),
-    "planning": StageSpec("planning", ("perception", "projectors", "llm"), "motion", "planning", 96),
+    "align": StageSpec("align", ("projectors",), None, "qa"),
+    "instruct": StageSpec("instruct", ("projectors", "llm"), "align", "qa"),
+    "motion": StageSpec("motion", ("projectors", "llm"), "instruct", "qa"),
+    "planning": StageSpec("planning", ("perception", "projectors", "llm"), "motion", "planning"),
 }
+
+
+LLM_STAGES: tuple[str, ...] = tuple(STAGES)  # the one list of LLM stage names, in training order
 
 
 def stage_spec(name: str) -> StageSpec:
