@@ -10,20 +10,24 @@ import json
 from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
-                  "align", "instruct", "motion", "planning", "evaluate", "qa", "pictures"]
+                  "tokens-test", "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "readme",
+                  "qa", "pictures"]
 
 
 def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
-    out, results = tmp_path / "out", tmp_path / "results.md"
+    out, results, readme = tmp_path / "out", tmp_path / "results.md", tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\n<!-- results:end -->\n")
     assert demo.main(["--smoke", "--data", str(tmp_path / "world"), "--out", str(out),
                       "--checkpoints", str(tmp_path / "ck"), "--cache", str(tmp_path / "cache"),
-                      "--results-md", str(results)]) == 0
+                      "--seeds", "0", "1", "--results-md", str(results), "--readme", str(readme)]) == 0
     assert list(json.loads((out / "demo_timings.json").read_text())) == EXPECTED_STEPS
     table = results.read_text()
+    assert "`test`" in table  # reported on the held-out split
     for heading in ("## UniAD", "## ST-P3", "## ST-P3 (original)", "## VAD"):
         assert heading in table
-    for row in ("| Constant velocity |", "| Kinematic |", "| Ego-MLP |", "| VLA-tiny |"):
-        assert table.count(row) == 4
+    for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny"):
+        assert table.count(row) == 4, row
+    assert "| VLA-tiny" in readme.read_text() and "`test`" in readme.read_text()
     qa = json.loads((out / "qa" / "qa_metrics.json").read_text())
     assert qa["n_examples"] == 4 and qa["n_missing"] == 0
     assert (out / "sample_preview.png").stat().st_size > 10_000

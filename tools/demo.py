@@ -170,7 +170,7 @@ def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
                               *oracle, "--out", str(out / "eval"), *results)),
     ]
     if a.readme:
-        steps.append(Step("readme", tool("demo_readme.py", "--metrics", str(out / "eval" / "metrics.json"),
+        steps.append(Step("readme", tool("demo_readme.py", "--report", str(out / "eval" / "report.md"),
                                          "--readme", a.readme)))
     token_file = "oracle" if a.oracle else str(Path(a.cache) / "tokens" / f"{REPORT_SPLIT}.safetensors")
     steps += [

@@ -9,6 +9,10 @@ Splicing: the text is embedded as usual, then every position holding a placehold
 perception token (`masked_scatter` walks the batch row by row, the same order the features are
 concatenated in). A count mismatch is an error, never a silent shift.
 
+Padding: training batches are right-padded (`vla_world.training.data.collate`), generation pads
+on the left (`left_pad`). Both `forward` and `generate_ids` pass `padded_positions(mask)`, so every
+real token has the position it has alone (tests/test_model_batching.py checks batch == alone).
+
 A folder written by `save_files()` + the weights holds: `vla.json` (LLM config, token width,
 LoRA settings, prompt options), the tokenizer files, and `model.safetensors` (via
 `vla_world.checkpoint`). The LLM config is stored as `vla.json`, not `config.json`, so that
@@ -34,6 +38,29 @@ from vla_world.model.tokenizer import IM_END, PLACEHOLDERS, load_tokenizer
 
 PLACEHOLDER_KINDS: tuple[str, ...] = ("scene", "agent", "map", "object")
 Features = dict[str, torch.Tensor]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and attention mask of `prompts` padded on the left (so every row ends where it generates)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+def padded_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding: a row's real tokens count 0, 1, 2, ... from its first real token.
+
+    Left-padded rows then see the positions they have alone. Right-padded rows (training) get
+    exactly `arange`, padding included, so training batches are unchanged. Padding positions are
+    never attended; they keep `arange` values.
+    """
+    mask = mask.long()
+    steps = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), mask.cumsum(-1) - 1, steps)
 
 
 class VLAModel(nn.Module):
@@ -139,21 +166,18 @@ class VLAModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: list[Features],
                 labels: torch.Tensor | None = None):
         embeds = self.embed(input_ids, features)
-        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
+                        position_ids=padded_positions(attention_mask), labels=labels)
 
     @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], features: list[Features], max_new_tokens: int = 96,
                      use_cache: bool = True) -> list[list[int]]:
         """Greedy decoding of a left-padded batch; returns only the new ids, cut at <|im_end|>."""
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
+        ids, mask = left_pad(prompts, self.pad_id)
         device = next(self.parameters()).device
-        embeds = self.embed(ids.to(device), features)
-        out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+        ids, mask = ids.to(device), mask.to(device)
+        out = self.llm.generate(inputs_embeds=self.embed(ids, features), attention_mask=mask,
+                                position_ids=padded_positions(mask), max_new_tokens=max_new_tokens,
                                 do_sample=False, num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
                                 use_cache=use_cache)
         return [self._until_eos(row.tolist()) for row in out]

@@ -1,0 +1,53 @@
+"""The README's results block is copied from an evaluation report, never typed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import demo_readme
+
+REPORT = """# Planning evaluation
+
+- Split: `test` (3 samples before each convention's own filtering)
+- Command: `python tools/eval_planning.py --split test`
+
+## UniAD
+
+| Method | L2 Avg |
+|---|---:|
+| A | 9.99 |
+
+## ST-P3
+
+| Method | L2 Avg |
+|---|---:|
+| A | 1.23 |
+
+### ST-P3, per command
+
+| x |
+"""
+
+
+def test_block_holds_provenance_and_the_stp3_table_only():
+    block = demo_readme.results_block(REPORT)
+    assert "- Split: `test`" in block and "--split test" in block
+    assert "| A | 1.23 |" in block and "9.99" not in block and "per command" not in block
+
+
+def test_rewrite_replaces_only_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{demo_readme.START}\nold table\n{demo_readme.END}\noutro\n")
+    demo_readme.rewrite(readme, demo_readme.results_block(REPORT))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old table" not in text
+    assert text.count(demo_readme.START) == 1 and "| A | 1.23 |" in text
+
+
+def test_missing_markers_or_section_are_clear_errors(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        demo_readme.rewrite(readme, "x")
+    with pytest.raises(SystemExit, match="ST-P3"):
+        demo_readme.results_block("# nothing\n")
