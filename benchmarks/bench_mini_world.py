@@ -23,7 +23,7 @@ from vla_world.mini_world import make_mini_world
 def build_seconds(num_scenes: int, seconds: float, image_size: tuple[int, int]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        make_mini_world(Path(tmp) / "world", num_scenes=num_scenes, seed=0, image_size=image_size,
+        make_mini_world(Path(tmp) / "world", num_scenes=num_scenes, test_scenes=0, seed=0, image_size=image_size,
                         scene_seconds=seconds, progress=False)
         return time.perf_counter() - start
 

@@ -55,7 +55,8 @@ def resolve_dataroot(path: Path, tmp: Path) -> Path:
     from vla_world.mini_world import make_mini_world
 
     print(f"{path} not found: building a 6-scene mini world in {tmp}")
-    return make_mini_world(tmp / "mini_world", num_scenes=6, seed=0, image_size=(96, 54), progress=False)
+    return make_mini_world(tmp / "mini_world", num_scenes=6, test_scenes=0, seed=0, image_size=(96, 54),
+                           progress=False)
 
 
 def main() -> None:

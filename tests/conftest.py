@@ -10,7 +10,9 @@ import torch
 torch.set_num_threads(1)  # two threads collapse when the other core is busy
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_WORLD = {"num_scenes": 4, "seed": 0, "image_size": (96, 54), "scene_seconds": 10.0}
+# No test scenes: the shared fixture stays the 4-scene world every test was written for, and fast;
+# tests/test_test_split.py builds its own worlds with a test split.
+TINY_WORLD = {"num_scenes": 4, "seed": 0, "image_size": (96, 54), "scene_seconds": 10.0, "test_scenes": 0}
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,22 @@ def test_overlapping_split_file_is_rejected(root):
         load_records(root, split="train", progress=False)
 
 
+@pytest.mark.parametrize("splits, pair", [
+    ({"train": ["scene-a"], "val": ["scene-b"], "test": ["scene-c", "scene-a"]}, "train and test"),
+    ({"train": ["scene-a"], "val": ["scene-b"], "test": ["scene-b", "scene-c"]}, "val and test"),
+])
+def test_test_split_must_not_overlap_train_or_val(root, splits, pair):
+    (root / VERSION / SPLITS_FILE).write_text(json.dumps(splits))
+    with pytest.raises(RecordError, match=rf"{VERSION}/{SPLITS_FILE}: scenes \['scene-[ab]'\].*both {pair}"):
+        load_records(root, split="val", progress=False)
+
+
+def test_test_split_from_the_split_file(root):
+    (root / VERSION / SPLITS_FILE).write_text(json.dumps({"train": ["scene-a"], "val": ["scene-b"], "test": ["scene-c"]}))
+    records = load_records(root, split="test", progress=False)
+    assert {r.scene_name for r in records} == {"scene-c"} and {r.split for r in records} == {"test"}
+
+
 def test_unknown_split_names_the_choices(pristine, tmp_path):
     with pytest.raises(RecordError, match=r"unknown split 'test'.*\['train', 'val'\]"):
         build_records(pristine, split="test", progress=False)

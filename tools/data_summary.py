@@ -2,9 +2,11 @@
 
 For each split: scenes, samples, samples with a full 3 s future, mean agents and map elements
 per sample, agents per detection class and the command balance (the command is derived from
-the GT future, see docs/data.md). `make demo` runs it right after building the mini world.
+the GT future, see docs/data.md); for a mini world also the scenes per ego behaviour, to show
+that the held-out test split has the train mix. `make demo` runs it right after building the
+mini world.
 
-    python tools/data_summary.py --dataroot data/mini_world
+    python tools/data_summary.py --dataroot data/mini_world              # train, val and test if present
     python tools/data_summary.py --dataroot /data/nuscenes --version v1.0-trainval --splits val
 """
 
@@ -28,6 +30,9 @@ from vla_world.data import (
     SampleRecord,
     load_records,
 )
+from vla_world.data.nuscenes_db import detect_version
+from vla_world.data.splits import SPLITS_FILE, load_split_table
+from vla_world.mini_world.summary import scene_behaviours
 
 
 @dataclass
@@ -42,11 +47,15 @@ class SplitSummary:
     commands: dict[str, int] = field(default_factory=dict)
     mean_agents: float = 0.0
     mean_map_elements: dict[str, float] = field(default_factory=dict)
+    behaviours: dict[str, int] = field(default_factory=dict)  # scenes per mini world ego behaviour ({} otherwise)
 
 
-def summarize(split: str, records: list[SampleRecord]) -> SplitSummary:
+def summarize(split: str, records: list[SampleRecord], behaviour_of: dict[str, str] | None = None) -> SplitSummary:
+    """Counts over `records`; `behaviour_of` (scene name -> ego behaviour) adds the behaviour mix."""
     classes = Counter(int(c) for r in records for c in r.agent_class)
     commands = Counter(r.command for r in records)
+    scene_names = dict.fromkeys(r.scene_name for r in records)
+    behaviours = Counter(behaviour_of[name] for name in scene_names if name in (behaviour_of or {}))
     n = max(len(records), 1)
     return SplitSummary(
         split=split, scenes=len({r.scene_token for r in records}), samples=len(records),
@@ -55,6 +64,7 @@ def summarize(split: str, records: list[SampleRecord]) -> SplitSummary:
         commands={name: commands.get(i, 0) for i, name in enumerate(COMMANDS)},
         mean_agents=sum(r.num_agents for r in records) / n,
         mean_map_elements={name: sum(int((r.map_type == i).sum()) for r in records) / n for i, name in enumerate(MAP_CLASSES)},
+        behaviours={b: behaviours[b] for b in dict.fromkeys((behaviour_of or {}).values()) if b in behaviours},
     )
 
 
@@ -74,14 +84,29 @@ def format_summary(summaries: list[SplitSummary]) -> str:
     for s in summaries:
         total = max(s.samples, 1)
         lines.append(f"  {s.split:<6}" + "   ".join(f"{k} {v} ({100 * v / total:.0f}%)" for k, v in s.commands.items()))
+    if any(s.behaviours for s in summaries):
+        lines.append("\nscenes per ego behaviour (mini world scene descriptions):")
+        for s in summaries:
+            lines.append(f"  {s.split:<6}" + ", ".join(f"{k} {v}" for k, v in s.behaviours.items()))
     return "\n".join(lines)
+
+
+def default_splits(dataroot: str, version: str | None) -> list[str]:
+    """train and val, plus test when the dataroot's own split file lists test scenes (the mini world's held-out split).
+
+    The devkit's official "test" is not added: its scenes live in a separate v1.0-test dataroot.
+    """
+    version = version or detect_version(dataroot)
+    has_file = (Path(dataroot) / version / SPLITS_FILE).is_file()
+    return ["train", "val"] + (["test"] if has_file and load_split_table(dataroot, version).get("test") else [])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: %(default)s)")
     parser.add_argument("--version", default=None, help="table folder, e.g. v1.0-mini (default: the only v1.0-* folder)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to summarise (default: train val)")
+    parser.add_argument("--splits", nargs="+", default=None,
+                        help="splits to summarise (default: train val, and test when the split file lists test scenes)")
     parser.add_argument("--cache-dir", default=None, help="record cache folder (default: <dataroot>/.vla_world_cache)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser.parse_args(argv)
@@ -90,8 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        summaries = [summarize(split, load_records(args.dataroot, args.version, split, args.cache_dir,
-                                                   progress=not args.no_progress)) for split in args.splits]
+        version = args.version or detect_version(args.dataroot)
+        splits = args.splits or default_splits(args.dataroot, version)
+        behaviour_of = scene_behaviours(args.dataroot, version)
+        summaries = [summarize(split, load_records(args.dataroot, version, split, args.cache_dir,
+                                                   progress=not args.no_progress), behaviour_of) for split in splits]
     except RecordError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

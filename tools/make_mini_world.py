@@ -1,7 +1,10 @@
 """Write the procedurally generated mini world (nuScenes v1.0 format) to a folder.
 
     python tools/make_mini_world.py --out data/mini_world
-    python tools/make_mini_world.py --out /tmp/tiny --scenes 4 --seconds 10 --image-size 96 54
+    python tools/make_mini_world.py --out /tmp/tiny --scenes 4 --seconds 10 --image-size 96 54 --test-scenes 3
+
+`--scenes` train/val scenes are followed by `--test-scenes` held-out test scenes with the train
+(behaviour, location) mix: choose settings on val, report on test.
 
 The result loads with `nuscenes.nuscenes.NuScenes(version="v1.0-mini", dataroot=OUT)` and
 `nuscenes.map_expansion.map_api.NuScenesMap(OUT, location)`; see docs/mini_world.md.
@@ -18,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla_world.data.validate import validate_nuscenes_tables
 from vla_world.mini_world import make_mini_world
-from vla_world.mini_world.summary import summarize_world
+from vla_world.mini_world.generate import DEFAULT_TEST_SCENES
+from vla_world.mini_world.summary import format_split_mix, summarize_world
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/mini_world"),
                         help="output dataroot (created; an old mini world there is replaced)")
-    parser.add_argument("--scenes", type=int, default=10, help="number of scenes (~30%% become val)")
+    parser.add_argument("--scenes", type=int, default=10, help="number of train/val scenes (~30%% become val)")
+    parser.add_argument("--test-scenes", type=int, default=DEFAULT_TEST_SCENES,
+                        help="held-out test scenes added after the train/val ones, with the train mix of behaviours and "
+                             "locations "
+                             "(0 = no test split); the default gives >= 400 samples per planning convention "
+                             "with the default --seconds")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical tables")
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 144), metavar=("W", "H"),
                         help="camera image size in pixels; intrinsics are scaled from 1600x900")
@@ -41,14 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         out = make_mini_world(args.out, num_scenes=args.scenes, seed=args.seed, image_size=tuple(args.image_size),
-                              scene_seconds=args.seconds, version=args.version, progress=True)
+                              scene_seconds=args.seconds, version=args.version, progress=True,
+                              test_scenes=args.test_scenes)
     except (ValueError, FileExistsError) as err:
         print(f"make_mini_world: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({args.scenes} scenes, {args.seconds:g} s each) in {time.perf_counter() - start:.1f} s")
-    print("ego behaviour per scene (keyframes by driving command):")
-    for scene in summarize_world(out, args.version):
+    print(f"wrote {out} ({args.scenes} train/val + {args.test_scenes} test scenes, {args.seconds:g} s each) "
+          f"in {time.perf_counter() - start:.1f} s")
+    print("ego behaviour per scene (keyframes with a full 3 s future, by driving command):")
+    scenes = summarize_world(out, args.version)
+    for scene in scenes:
         print("  " + scene.line())
+    print("mix per split:")
+    print(format_split_mix(scenes))
     if not args.no_validate:
         problems = validate_nuscenes_tables(out, args.version)
         for line in problems:

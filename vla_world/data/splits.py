@@ -1,21 +1,24 @@
-"""Which scenes belong to which split (train / val / ...), for the mini world and real nuScenes.
+"""Which scenes belong to which split (train / val / test / ...), for the mini world and real nuScenes.
 
 Resolution order:
-  1. `<dataroot>/<version>/vla_world_splits.json` ({"train": [scene names], "val": [...]}) if it
-     exists: the mini world writes one, and so can anyone with a custom split;
+  1. `<dataroot>/<version>/vla_world_splits.json` ({"train": [scene names], "val": [...],
+     "test": [...]}) if it exists: the mini world writes one, and so can anyone with a custom split;
   2. otherwise the devkit's official splits (`nuscenes.utils.splits.create_splits_scenes()`),
      where "train"/"val" of a `v1.0-mini` dataroot mean the official `mini_train`/`mini_val`.
-Splits must be disjoint; a split with no scene present in the dataroot is an error, not [].
+Val is for choosing settings and test for reporting, so train, val and test must be pairwise
+disjoint (checked); a split with no scene present in the dataroot is an error, not [].
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 from vla_world.data.nuscenes_db import RecordError
 
 SPLITS_FILE = "vla_world_splits.json"
+DISJOINT_SPLITS: tuple[str, ...] = ("train", "val", "test")  # no scene may sit in two of these
 
 
 def official_split_name(version: str, split: str) -> str:
@@ -48,10 +51,12 @@ def load_split_table(dataroot: str | Path, version: str) -> dict[str, list[str]]
 
 
 def check_disjoint(table: dict[str, list[str]], where: str) -> None:
-    """Raise if a scene sits in both train and val (the only pair that must never overlap)."""
-    overlap = set(table.get("train", ())) & set(table.get("val", ()))
-    if overlap:
-        raise RecordError(f"{where}: scenes {sorted(overlap)[:5]} are in both train and val; splits must be disjoint")
+    """Raise if a scene sits in two of train / val / test (other keys, e.g. subsets, may overlap)."""
+    for first, second in itertools.combinations([s for s in DISJOINT_SPLITS if s in table], 2):
+        overlap = set(table[first]) & set(table[second])
+        if overlap:
+            raise RecordError(f"{where}: scenes {sorted(overlap)[:5]} ({len(overlap)} in all) are in both {first} and "
+                              f"{second}; train, val and test must be disjoint: remove them from one of the two lists")
 
 
 def split_scene_names(dataroot: str | Path, version: str, split: str, available: list[str]) -> list[str]:
@@ -61,6 +66,10 @@ def split_scene_names(dataroot: str | Path, version: str, split: str, available:
     key = split if has_file else official_split_name(version, split)
     if key not in table:
         raise RecordError(f"{Path(dataroot) / version}: unknown split '{split}'; choose one of {sorted(table)}")
+    if has_file and not table[key]:
+        raise RecordError(f"{Path(dataroot) / version / SPLITS_FILE}: split '{split}' lists no scenes; add scene names "
+                          f"to it, or for the mini world rebuild with tools/make_mini_world.py (--test-scenes N > 0 "
+                          f"for a test split)")
     wanted = set(table[key])
     chosen = [name for name in available if name in wanted]
     if not chosen:

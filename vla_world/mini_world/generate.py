@@ -1,8 +1,11 @@
 """Builds the whole mini world: maps, traffic, sensors and the nuScenes tables, for one seed.
 
-Run it through `tools/make_mini_world.py` or call `make_mini_world(out_dir, ...)`. Scene i is
-placed in location LOCATIONS[i % 4] with behaviour SCENE_BEHAVIOURS[i % 10]; everything random comes
-from generators seeded by (seed, scene index), so a seed gives byte-identical tables.
+Run it through `tools/make_mini_world.py` or call `make_mini_world(out_dir, ...)`. Train/val
+scene i (of `num_scenes`) is placed in location LOCATIONS[i % 4] with behaviour
+SCENE_BEHAVIOURS[i % 10]; the `test_scenes` held-out test scenes that follow them copy the train
+(behaviour, location) mix. Everything random comes from generators seeded by (seed, scene key),
+so a seed gives byte-identical tables, and test scenes have keys of their own so that adding
+them changes no train or val scene.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .road_network import LOCATIONS, RoadNetwork, build_road_network
 from .scenarios import (
     SceneSimulation,
     behaviour_for_scene,
+    held_out_mix,
     simulate_scene,
     split_scene_indices,
 )
@@ -42,7 +46,17 @@ LIDAR_AZIMUTH_STEPS = 720  # 0.5 degree azimuth resolution
 JPEG_QUALITY = 90
 MARKER = ".vla_world_mini_world"  # marks a folder this tool may overwrite
 SPLITS_FILE = "vla_world_splits.json"
+SPLITS: tuple[str, ...] = ("train", "val", "test")  # keys of SPLITS_FILE; val chooses settings, test reports
 FIRST_DAY = dt.datetime(2018, 7, 10, 3, 0, 0, tzinfo=dt.UTC)
+# Held-out test scenes of a default build: twice the 7 train scenes, so test repeats the train
+# behaviour mix exactly. 14 x 20 s scenes give 448 samples counted by every planning convention
+# (34 with a full 3 s future per scene, 32 of them with ST-P3's 2 past frames): >= 400, so one
+# sample moves a collision rate by at most 0.25 %.
+DEFAULT_TEST_SCENES = 14
+# Generator keys of test scene j are (seed, TEST_SEED_TAG, j + 1) (traffic) and (seed, TEST_SEED_TAG + 1, j + 1, k)
+# (lidar noise): train/val scene i uses (seed, 1000 + i) and (seed, i, k), and no scene index gets near the tag,
+# so test scenes never replay a train/val scene, whatever --scenes is.
+TEST_SEED_TAG = 0x7E570000
 
 
 @dataclass(frozen=True)
@@ -55,10 +69,13 @@ class WorldSpec:
     image_size: tuple[int, int] = (256, 144)  # (width, height) of every camera image
     scene_seconds: float = 20.0
     version: str = "v1.0-mini"
+    test_scenes: int = DEFAULT_TEST_SCENES  # held-out test scenes, added after the num_scenes train/val scenes
 
     def validate(self) -> None:
         if self.num_scenes < 1:
             raise ValueError(f"num_scenes must be >= 1, got {self.num_scenes}")
+        if self.test_scenes < 0:
+            raise ValueError(f"test_scenes must be >= 0 (0 = no test split), got {self.test_scenes}")
         if self.scene_seconds < 4.0:
             raise ValueError(f"scene_seconds must be >= 4 (a few keyframes plus the 3 s future), got {self.scene_seconds}")
         if min(self.image_size) < 16:
@@ -66,33 +83,61 @@ class WorldSpec:
 
 
 def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tuple[int, int] = (256, 144),
-                    scene_seconds: float = 20.0, version: str = "v1.0-mini", progress: bool = True) -> Path:
-    """Write a procedurally generated nuScenes-format dataset to `out_dir` and return it."""
-    spec = WorldSpec(Path(out_dir), num_scenes, seed, tuple(int(v) for v in image_size), float(scene_seconds), version)
+                    scene_seconds: float = 20.0, version: str = "v1.0-mini", progress: bool = True,
+                    test_scenes: int = DEFAULT_TEST_SCENES) -> Path:
+    """Write a procedurally generated nuScenes-format dataset to `out_dir` and return it.
+
+    `num_scenes` train/val scenes, then `test_scenes` held-out test scenes (0 = no test split).
+    """
+    spec = WorldSpec(Path(out_dir), num_scenes, seed, tuple(int(v) for v in image_size), float(scene_seconds), version,
+                     int(test_scenes))
     spec.validate()
     _prepare_output(spec)
     tokens = TokenFactory(f"vla-world/seed{seed}")
     writer = TableWriter(tokens)
-    locations = [LOCATIONS[i % len(LOCATIONS)] for i in range(num_scenes)]
+    plans = plan_scenes(spec)
     nets = {loc: build_road_network(loc, np.random.default_rng([seed, LOCATIONS.index(loc)]))
-            for loc in dict.fromkeys(locations)}
+            for loc in dict.fromkeys(plan.location for plan in plans)}
     textures: dict[str, GroundTexture] = {}
     logs_by_location: dict[str, list[str]] = {loc: [] for loc in nets}
-    names = []
-    for i in tqdm(range(num_scenes), desc="mini world scenes", unit="scene", disable=not progress):
-        loc = locations[i]
-        if loc not in textures:
-            textures[loc] = build_ground_texture(nets[loc])
-        scene_tables = _build_scene(spec, i, nets[loc], textures[loc], writer, tokens)
-        logs_by_location[loc].append(scene_tables.log_token)
+    for plan in tqdm(plans, desc="mini world scenes", unit="scene", disable=not progress):
+        if plan.location not in textures:
+            textures[plan.location] = build_ground_texture(nets[plan.location])
+        scene_tables = _build_scene(spec, plan, nets[plan.location], textures[plan.location], writer, tokens)
+        logs_by_location[plan.location].append(scene_tables.log_token)
         writer.add_scene(scene_tables)
-        names.append(scene_tables.name)
     _write_maps(spec, nets, logs_by_location, writer)
     writer.write(spec.out_dir / version)
-    train, val = split_scene_indices(num_scenes)
-    splits = {"train": [names[i] for i in train], "val": [names[i] for i in val]}
+    splits = {split: [plan.name for plan in plans if plan.split == split] for split in SPLITS}
     (spec.out_dir / version / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
     return spec.out_dir
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """What a scene is before it is simulated: its place, split, ego behaviour and generator keys."""
+
+    index: int  # position in scene.json; names the scene and its log
+    split: str  # "train" | "val" | "test"
+    behaviour: str  # one of SCENE_BEHAVIOURS
+    location: str  # one of LOCATIONS
+    sim_key: tuple[int, ...]  # entropy of the scene's traffic generator
+    noise_key: tuple[int, ...]  # entropy prefix of its per-keyframe lidar noise (keyframe index appended)
+
+    @property
+    def name(self) -> str:
+        return f"scene-{self.index + 1:04d}"
+
+
+def plan_scenes(spec: WorldSpec) -> list[ScenePlan]:
+    """Train/val scenes 0..num_scenes-1 (keys as before test scenes existed), then the test scenes."""
+    _, val = split_scene_indices(spec.num_scenes)
+    plans = [ScenePlan(i, "val" if i in val else "train", behaviour_for_scene(i), LOCATIONS[i % len(LOCATIONS)],
+                       (spec.seed, 1000 + i), (spec.seed, i)) for i in range(spec.num_scenes)]
+    mix = held_out_mix([(p.behaviour, p.location) for p in plans if p.split == "train"], spec.test_scenes)
+    plans += [ScenePlan(spec.num_scenes + j, "test", behaviour, location, (spec.seed, TEST_SEED_TAG, j + 1),
+                        (spec.seed, TEST_SEED_TAG + 1, j + 1)) for j, (behaviour, location) in enumerate(mix)]
+    return plans
 
 
 def _prepare_output(spec: WorldSpec) -> None:
@@ -129,7 +174,7 @@ class _SceneContext:
     """What every keyframe of one scene needs."""
 
     spec: WorldSpec
-    index: int
+    plan: ScenePlan
     sim: SceneSimulation
     logfile: str
     spans: list[tuple[int, int] | None]
@@ -138,18 +183,18 @@ class _SceneContext:
     texture: GroundTexture
 
 
-def _build_scene(spec: WorldSpec, index: int, net: RoadNetwork, texture: GroundTexture, writer: TableWriter,
+def _build_scene(spec: WorldSpec, plan: ScenePlan, net: RoadNetwork, texture: GroundTexture, writer: TableWriter,
                  tokens: TokenFactory) -> SceneTables:
-    """Simulate scene `index`, write its sensor files and return its table rows (not yet chained)."""
-    rng = np.random.default_rng([spec.seed, 1000 + index])
+    """Simulate the planned scene, write its sensor files and return its table rows (not yet chained)."""
+    rng = np.random.default_rng(list(plan.sim_key))
     num_frames = round(spec.scene_seconds / KEYFRAME_SECONDS)
-    sim = simulate_scene(net, behaviour_for_scene(index), (num_frames - 1) * KEYFRAME_SECONDS, KEYFRAME_SECONDS, rng)
-    logfile, date, first_ts = _log_identity(index, net.location)
-    name = f"scene-{index + 1:04d}"
+    sim = simulate_scene(net, plan.behaviour, (num_frames - 1) * KEYFRAME_SECONDS, KEYFRAME_SECONDS, rng)
+    logfile, date, first_ts = _log_identity(plan.index, net.location)
+    name = plan.name
     log_token = writer.add_log(name, logfile, net.location, date)
     calib = {s.channel: writer.add_calibration(name, s, spec.image_size) for s in ALL_SENSORS}
     scene = SceneTables(tokens, tokens.make(name, "scene"), name, log_token, sim.description, calib)
-    ctx = _SceneContext(spec, index, sim, logfile, _annotation_spans(sim), CameraRenderer(texture, spec.image_size),
+    ctx = _SceneContext(spec, plan, sim, logfile, _annotation_spans(sim), CameraRenderer(texture, spec.image_size),
                         LidarModel(LIDAR.sensor_to_ego(), LIDAR_AZIMUTH_STEPS), texture)
     for k in range(num_frames):
         _write_keyframe(ctx, scene, k, first_ts + k * int(KEYFRAME_SECONDS * 1_000_000))
@@ -168,7 +213,7 @@ def _write_keyframe(ctx: _SceneContext, scene: SceneTables, k: int, timestamp: i
     nearby = [a for a, agent in enumerate(sim.agents)
               if in_span[a] or np.linalg.norm(agent.xy[k] - sim.ego.xy[k]) < SENSOR_RANGE]
     sweep = ctx.lidar.cast(ego_to_global, [_lidar_box(sim.agents[a], k) for a in nearby], ctx.texture.reflectance,
-                           np.random.default_rng([ctx.spec.seed, ctx.index, k]))
+                           np.random.default_rng([*ctx.plan.noise_key, k]))
     _write_lidar(out / filenames["LIDAR_TOP"], sweep.points)
     images = ctx.renderer.render(ego_to_global, [_render_box(sim.agents[a], k) for a in nearby])
     for cam in CAMERAS:

@@ -6,6 +6,10 @@ junction), "stop" (the light is red when the ego arrives; it stops and waits) an
 (it catches up with a slow truck or cyclist and follows it through a right turn). Lights at the ego's junction are timed from a
 dry run of the ego alone, which is exact because nothing else can enter its clear lane
 before it reaches the stop line.
+
+Scenes are split train / val / test at scene level. Val is for choosing settings; test is held
+out for reporting only, and its scenes are added after the train and val scenes (with their
+own seeds) so that adding them leaves train and val exactly as they were.
 """
 
 from __future__ import annotations
@@ -65,6 +69,29 @@ def split_scene_indices(num_scenes: int) -> tuple[list[int], list[int]]:
     return [i for i in range(num_scenes) if i not in val], sorted(val)
 
 
+def held_out_mix(train_scenes: list[tuple[str, str]], num_test: int) -> list[tuple[str, str]]:
+    """(behaviour, location) of each held-out test scene, in the proportions of the train scenes' pairs.
+
+    Each next test scene takes the behaviour furthest below its train share so far (ties: the one
+    train meets first), so every prefix is as close to the train mix as whole scenes allow and
+    every train behaviour is in test as soon as there are as many test scenes as kinds. The train
+    scenes of that behaviour then lend their locations in turn: the location matters (a right
+    turn is a kerb-side turn in Boston and a turn across traffic in Singapore), and any multiple
+    of len(train_scenes) repeats the train (behaviour, location) mix exactly.
+    """
+    if num_test > 0 and not train_scenes:
+        raise ValueError("test scenes copy the train scene mix, but there are no train scenes")
+    locations = {b: [loc for other, loc in train_scenes if other == b] for b, _ in train_scenes}  # first-seen order
+    taken = dict.fromkeys(locations, 0)
+    out = []
+    for j in range(num_test):
+        # integer form of share_b * (j + 1) - taken_b, scaled by len(train_scenes)
+        pick = max(locations, key=lambda b: len(locations[b]) * (j + 1) - taken[b] * len(train_scenes))
+        out.append((pick, locations[pick][taken[pick] % len(locations[pick])]))
+        taken[pick] += 1
+    return out
+
+
 @dataclass
 class SceneSimulation:
     behaviour: str
@@ -98,8 +125,17 @@ def simulate_scene(net: RoadNetwork, behaviour: str, duration: float, keyframe_s
     others = _spawn_vehicles(net, ego, ego_path, lead, stop_s, connector, duration, rng)
     peds = _spawn_pedestrians(net, ego_path, duration, rng)
     tracks = TrafficSimulation(net, signals, [ego, *lead, *others], peds).run(duration, keyframe_step)
-    description = f"mini world: ego {_verb(behaviour)}; cars, trucks, buses, cyclists, pedestrians, traffic lights"
-    return SceneSimulation(behaviour, tracks[0], tracks[1:], description)
+    return SceneSimulation(behaviour, tracks[0], tracks[1:], scene_description(behaviour))
+
+
+def scene_description(behaviour: str) -> str:
+    """`scene.description` of a scene with this ego behaviour."""
+    return f"mini world: ego {_verb(behaviour)}; cars, trucks, buses, cyclists, pedestrians, traffic lights"
+
+
+def behaviour_from_description(description: str) -> str | None:
+    """The behaviour a mini world `scene.description` names; None for any other description (real nuScenes)."""
+    return {scene_description(b): b for b in SCENE_BEHAVIOURS}.get(description)
 
 
 def _verb(behaviour: str) -> str:
