@@ -4,7 +4,9 @@ Why: `planning.metrics` claims the reference numbers at a fraction of the cost o
 repositories' per-sample loops. This script measures both on a nuScenes-val-sized random set
 (6019 samples, boxy random occupancy, ~15 % of samples with a short future and 255 tail frames) and
 prints, per convention, the wall time of each, the speed-up and the largest difference of any
-reported value (collisions must differ by 0; L2 by float rounding only).
+reported value (collisions must differ by 0; L2 by float rounding only). `--failed 0.05` marks a
+random 5 % of the samples as failed answers (the evaluator's failure policy, `failed=`), so the
+failure path is checked against the loop too.
 
 Run: ``.venv/bin/python benchmarks/bench_metrics.py`` (about 1.5 GB of RAM for the occupancy;
 ``--samples 1000`` for a quick look).
@@ -65,19 +67,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=NUSCENES_VAL_SAMPLES, help="number of samples (default: nuScenes val, 6019)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic dataset")
     parser.add_argument("--conventions", nargs="+", default=list(CONVENTIONS), choices=CONVENTIONS, help="conventions to time")
+    parser.add_argument("--failed", type=float, default=0.0, metavar="FRACTION",
+                        help="share of samples scored as failed answers (default: 0, the references' own numbers)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # nothing here uses torch, but keep the benchmark single-threaded like the rest
 
     pred, gt, mask, occupancy = random_dataset(args.samples, args.seed)
-    print(f"{args.samples} samples, occupancy {occupancy.nbytes / 2**30:.2f} GiB, {int((mask == 0).any(1).sum())} with a short future")
+    failed = np.random.default_rng(args.seed + 1).random(args.samples) < args.failed
+    pred[failed] = 0.0  # what the evaluator passes for a failed answer: the zero trajectory
+    print(f"{args.samples} samples, occupancy {occupancy.nbytes / 2**30:.2f} GiB, {int((mask == 0).any(1).sum())} with a short future, "
+          f"{int(failed.sum())} failed")
     print("d = vectorised - loop; col per step: collision counts / N (must be 0); col @k: the 1/2/3 s and avg values")
     print(
         f"{'convention':<14} {'vectorised s':>12} {'loop s':>8} {'speed-up':>9} {'|d col/step|':>13} {'|d col @k|':>11}"
         f" {'|d obj_col|':>12} {'|d L2| m':>9} {'col_avg %':>10} {'N':>5}"
     )
     for convention in args.conventions:
-        fast, fast_s = timed(planning_metrics, pred, gt, mask, occupancy, convention)
-        slow, slow_s = timed(reference_planning_metrics, pred, gt, mask, occupancy, convention)
+        fast, fast_s = timed(planning_metrics, pred, gt, mask, occupancy, convention, failed)
+        slow, slow_s = timed(reference_planning_metrics, pred, gt, mask, occupancy, convention, failed)
         obj = max_difference(fast, slow, ["obj_col_per_step", *horizon_keys("obj_col")]) if "obj_col_avg" in fast else float("nan")
         l2 = max_difference(fast, slow, ["L2_per_step", *horizon_keys("L2")])
         print(

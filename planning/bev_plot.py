@@ -6,7 +6,8 @@ the same everywhere and each piece can be tested on its own.
 
 Frame and units: everything is drawn in the **current LiDAR_TOP frame** of the record, x to the
 right (horizontal axis), y forward (vertical axis), metres; yaw CCW from +x, so the ego heads up
-the page. The functions never change their inputs.
+the page. The functions never change their inputs. Drawing reads the record (GT agents, map);
+what is scored (the collision crosses) goes through `PlanningTargets`, as the evaluator does.
 
 Example:
     fig, ax = make_bev_axes()
@@ -30,8 +31,9 @@ from planning.metrics import EGO_FORWARD_SHIFT as EGO_FORWARD_SHIFT_M
 from planning.metrics import EGO_LENGTH as EGO_LENGTH_M
 from planning.metrics import EGO_WIDTH as EGO_WIDTH_M
 from planning.metrics import box_collisions
-from planning.occupancy import rasterize_record
+from planning.occupancy import rasterize_targets
 from vla_world.data.records import DETECTION_CLASSES, MAP_CLASSES, SampleRecord
+from vla_world.data.targets import PlanningTargets, planning_targets
 
 # Colour-blind-safe class colours (Okabe-Ito / Tol hues), one family per kind of road user.
 CLASS_COLOURS: dict[str, str] = {
@@ -236,19 +238,20 @@ def draw_collisions(ax: Axes, xy: np.ndarray, collided: np.ndarray) -> list:
 # ----------------------------------------------------------------------------- per-sample numbers
 
 
-def collision_steps(record: SampleRecord, xy: np.ndarray, convention: str = "uniad",
+def collision_steps(targets: PlanningTargets, xy: np.ndarray, convention: str = "uniad",
                     occupancy: np.ndarray | None = None) -> np.ndarray:
     """(T,) bool: the metric's per-step box collision of the ego at `xy` (T, 2) m, LiDAR frame.
 
-    Uses `planning.metrics.box_collisions` on this record's GT occupancy, so the crosses agree with
-    the reported collision rate (axis-aligned 4.084 x 1.85 m box, 0.5 m ahead, 0.5 m cells), not
-    with the exact rotated boxes drawn; the two differ near box edges and on curves. Steps past
-    the scene end have no occupancy: always False. `occupancy`: this record's (6, 200, 200)
-    raster (`planning.occupancy.rasterize_record`) when the caller already has it.
+    Uses `planning.metrics.box_collisions` on this sample's GT occupancy (from `targets`,
+    `vla_world.data.targets.planning_targets(record)`), so the crosses agree with the reported
+    collision rate (axis-aligned 4.084 x 1.85 m box, 0.5 m ahead, 0.5 m cells), not with the
+    exact rotated boxes drawn; the two differ near box edges and on curves. Steps past the scene
+    end have no occupancy: always False. `occupancy`: this sample's (6, 200, 200) raster
+    (`planning.occupancy.rasterize_targets`) when the caller already has it.
     """
     xy = np.asarray(xy, dtype=float)
-    occupancy = rasterize_record(record, convention) if occupancy is None else occupancy
-    return box_collisions(xy[None], occupancy[None], convention)[0] & np.asarray(record.ego_future_mask, bool)
+    occupancy = rasterize_targets(targets, convention) if occupancy is None else occupancy
+    return box_collisions(xy[None], occupancy[None], convention)[0] & np.asarray(targets.ego_future_mask, bool)
 
 
 def l2_at_seconds(pred: np.ndarray, gt: np.ndarray, gt_mask: np.ndarray) -> dict[str, float]:
@@ -309,11 +312,12 @@ def draw_scene(ax: Axes, record: SampleRecord, trajectories: list[PlannedTraject
     draw_agents(ax, record, with_futures=True)
     draw_ego_past(ax, record)
     draw_ego_box(ax, np.zeros(2), np.pi / 2)
-    collided, occupancy = {}, rasterize_record(record, convention)
+    targets = planning_targets(record)  # the crosses are scored like the tables: from labels only
+    collided, occupancy = {}, rasterize_targets(targets, convention)
     for plan in trajectories:
         mask = np.ones(len(plan.xy), bool) if plan.mask is None else np.asarray(plan.mask, bool)
         yaws = headings_from_waypoints(plan.xy) if plan.yaws is None else plan.yaws
         draw_trajectory(ax, plan.xy, plan.style, yaws=yaws, mask=mask)
-        collided[plan.style.label] = collision_steps(record, plan.xy, convention, occupancy) & mask
+        collided[plan.style.label] = collision_steps(targets, plan.xy, convention, occupancy) & mask
         draw_collisions(ax, plan.xy, collided[plan.style.label])
     return collided

@@ -9,14 +9,29 @@ six waypoints at t = 0.5 .. 3.0 s, two decimals, no spaces:
 raises: it returns a `ParsedTrajectory` whose `waypoints` is a finite (6, 2) float array or None,
 with `error` saying why not.
 
+Where the answer is (the parser reads only the answer, never the first list it meets): a
+structured output can hold several bracketed point lists (an echoed history, a `<prediction>`
+block of another agent, a reasoning step), so
+  1. if the text has an `<answer>` block, only its inside is read (to `</answer>`, or to the end
+     when that is missing); two `<answer>` blocks are refused as ambiguous;
+  2. inside that, if there is a `<traj_start>`, only the span from it to `<traj_end>` (or to the
+     end when that is missing) is read, and it must hold exactly one point list; two
+     `<traj_start>` tags, or two lists between the tags, are refused as ambiguous;
+  3. with no `<traj_start>`, exactly one point list may be present (the forgiven untagged
+     answer); two or more are refused as ambiguous rather than guessed.
+A point list is `[` `(...)` ... `]`, whatever the points hold (so `[(UN,UN),...]` counts).
+Closed `<prediction>...</prediction>` blocks (other agents' forecasts, as in OpenDriveVLA's motion
+answers) are never read, so a lone agent forecast is never taken for the ego's plan.
+
 Repair policy (what the parser forgives, and what it refuses):
-  * forgiven: missing `<traj_start>` / `<traj_end>` tags (we then take the first bracketed list
-    of points in the text), whitespace anywhere, a missing closing tag, text before or after,
-    integers and exponents (`3`, `1e-2`), and a third coordinate per point (z is dropped,
-    since some models echo 3-D waypoints).
-  * refused (an error, never padded nor truncated): a number of points other than 6, points
-    with one or more than three numbers, non-finite values (nan, inf, or overflow), and text
-    with no recognisable point list at all. Mixed 2-D/3-D points are refused too.
+  * forgiven: missing `<traj_start>` / `<traj_end>` tags when the text holds a single point list,
+    a missing closing tag, whitespace anywhere, text before or after, integers and exponents
+    (`3`, `1e-2`), and a third coordinate per point (z is dropped, since some models echo 3-D
+    waypoints).
+  * refused (an error, never padded nor truncated): an ambiguous answer (rules above), a number
+    of points other than 6, points with one or more than three numbers, non-finite values (nan,
+    inf, or overflow), and text with no recognisable point list at all. Mixed 2-D/3-D points are
+    refused too.
 """
 
 from __future__ import annotations
@@ -30,11 +45,16 @@ from vla_world.data.records import NUM_FUTURE
 
 TRAJ_START = "<traj_start>"
 TRAJ_END = "<traj_end>"
+ANSWER_START = "<answer>"
+ANSWER_END = "</answer>"
+PREDICTION_START = "<prediction>"
+PREDICTION_END = "</prediction>"
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _POINT = re.compile(r"\(([^()]*)\)")
 _POINT_LIST = re.compile(r"\[\s*\((?:[^\[\]])*\)\s*\]", re.DOTALL)
 _NUMBER_ONLY = re.compile(rf"^\s*(?:{_NUMBER})\s*$", re.IGNORECASE)
+_PREDICTION_BLOCK = re.compile(re.escape(PREDICTION_START) + ".*?" + re.escape(PREDICTION_END), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,23 +76,31 @@ def format_trajectory(waypoints: np.ndarray) -> str:
         raise ValueError(f"format_trajectory: expected waypoints of shape ({NUM_FUTURE}, 2), got {wp.shape}")
     if not np.isfinite(wp).all():
         raise ValueError("format_trajectory: waypoints contain nan or inf; fix the predictor, not the text")
-    # Tiny negatives would print as -0.00; _fmt writes 0.00 so equal trajectories give equal strings.
-    points = ",".join(f"({_fmt(x)},{_fmt(y)})" for x, y in wp)
-    return f"{TRAJ_START}[{points}]{TRAJ_END}"
+    return f"{TRAJ_START}{format_points(wp)}{TRAJ_END}"
 
 
-def _fmt(value: float) -> str:
+def format_number(value: float) -> str:
+    """Two decimals, and never "-0.00": equal trajectories give equal strings (the one number format of all prompts and answers)."""
     text = f"{value:.2f}"
     return "0.00" if text == "-0.00" else text
 
 
+def format_points(points: np.ndarray, mask: np.ndarray | None = None) -> str:
+    """`[(x,y),...]` with `format_number` and no spaces; points where `mask` is False print as (UN,UN)."""
+    items = []
+    for i, (x, y) in enumerate(np.asarray(points, dtype=np.float64)):
+        known = mask is None or bool(mask[i])
+        items.append(f"({format_number(x)},{format_number(y)})" if known else "(UN,UN)")
+    return "[" + ",".join(items) + "]"
+
+
 def parse_trajectory(text: str) -> ParsedTrajectory:
-    """Read six (x, y) waypoints from model text; never raises (see the repair policy above)."""
+    """Read six (x, y) waypoints from model text; never raises (see the module doc's rules)."""
     if not isinstance(text, str):
         return _fail(f"expected text, got {type(text).__name__}")
-    body = _trajectory_body(text)
+    body, error = _trajectory_body(text)
     if body is None:
-        return _fail("no trajectory found")
+        return _fail(error)
     points = _POINT.findall(body)
     if len(points) != NUM_FUTURE:
         return _fail(f"wrong number of points: {len(points)} instead of {NUM_FUTURE}")
@@ -92,17 +120,33 @@ def parse_trajectory(text: str) -> ParsedTrajectory:
     return ParsedTrajectory(waypoints=waypoints, error=None)
 
 
-def _trajectory_body(text: str) -> str | None:
-    """The bracketed point list: after <traj_start> if present, else the first one in the text."""
-    start = text.find(TRAJ_START)
-    if start >= 0:
-        rest = text[start + len(TRAJ_START):]
-        end = rest.find(TRAJ_END)
-        rest = rest if end < 0 else rest[:end]
-        match = _POINT_LIST.search(rest)
-        return match.group(0) if match else None
-    match = _POINT_LIST.search(text)
-    return match.group(0) if match else None
+def _trajectory_body(text: str) -> tuple[str | None, str | None]:
+    """(the one bracketed point list that is the answer, None) or (None, why there is none)."""
+    scope, error = _tagged_span(_PREDICTION_BLOCK.sub(" ", text), ANSWER_START, ANSWER_END)
+    if error:
+        return None, error
+    span, error = _tagged_span(scope, TRAJ_START, TRAJ_END)
+    if error:
+        return None, error
+    lists = _POINT_LIST.findall(span)
+    if not lists:
+        return None, "no trajectory found"
+    if len(lists) > 1:
+        where = f"between {TRAJ_START} and {TRAJ_END}" if TRAJ_START in scope else f"and no {TRAJ_START} tag"
+        return None, f"ambiguous: {len(lists)} point lists {where}"
+    return lists[0], None
+
+
+def _tagged_span(text: str, start_tag: str, end_tag: str) -> tuple[str, str | None]:
+    """The text inside `start_tag`...`end_tag` (to the end if unclosed); all of `text` without the tag."""
+    count = text.count(start_tag)
+    if count == 0:
+        return text, None
+    if count > 1:
+        return "", f"ambiguous: {count} {start_tag} tags"
+    rest = text[text.index(start_tag) + len(start_tag):]
+    end = rest.find(end_tag)
+    return (rest if end < 0 else rest[:end]), None
 
 
 def _fail(reason: str) -> ParsedTrajectory:

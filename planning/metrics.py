@@ -27,6 +27,11 @@ Conventions (``planning_metrics(..., convention=...)``):
                         VAD's point test ``obj_col`` is off by ~25 m in VAD's code, so it is not
                         reported.
 
+Failed answers (``planning_metrics(..., failed=)``): the evaluator's failure policy
+(planning/evaluate.py) is applied here, inside the vectorised core, so it uses each convention's
+own sample set and GT-collision exclusion: a failed sample collides at every counted step. Without
+``failed`` the numbers are exactly the references'.
+
 Run: ``python -c "from planning.metrics import planning_metrics; help(planning_metrics)"``;
 the speed and equality check against the plain loop is ``python benchmarks/bench_metrics.py``.
 """
@@ -242,6 +247,17 @@ def _check_inputs(pred, gt, gt_mask, occupancy) -> tuple[np.ndarray, np.ndarray,
     return pred, gt, gt_mask, _check_occupancy(occupancy, n)
 
 
+def _check_failed(failed, num: int) -> np.ndarray:
+    """`failed` as an (num,) bool array (all False when None), or a ValueError naming the fix."""
+    if failed is None:
+        return np.zeros(num, dtype=bool)
+    failed = np.asarray(failed)
+    if failed.shape != (num,) or not np.isin(failed, (0, 1)).all():
+        raise ValueError(f"failed has shape {failed.shape} and dtype {failed.dtype}; expected ({num},) bool, "
+                         "True where the planner gave no usable answer")
+    return failed.astype(bool)
+
+
 def _step_mask(gt_mask: np.ndarray) -> np.ndarray:
     """(N, 6, 2) float mask: UniAD's per-coordinate layout, broadcast from (N, 6) if needed."""
     mask = gt_mask.astype(np.float64)
@@ -272,40 +288,52 @@ def _summary(name: str, per_step: np.ndarray, up_to: bool) -> dict:
     return out
 
 
-def planning_metrics(pred, gt, gt_mask, occupancy, convention: str = "uniad") -> dict:
+def planning_metrics(pred, gt, gt_mask, occupancy, convention: str = "uniad", failed=None) -> dict:
     """L2 (metres) and collision rate (a fraction; x100 for %) as `convention`'s reference code computes them.
 
-    Arguments follow the module docstring (LiDAR frame, UniAD-layout occupancy). Returns floats
-    L2_{1,2,3}s, L2_avg, col_{1,2,3}s, col_avg (ego-box test, the papers' "Collision"),
-    obj_col_* (single-point test; not for "vad"), the per-step vectors L2_per_step,
-    col_per_step (and obj_col_per_step), num_samples evaluated, gt_collision_steps (sample-steps
-    excluded because the GT box itself collides, 255 frames included), gt_collision_samples
-    (samples whose GT box overlaps a real obstacle at some step) and convention. Inputs are never
-    modified.
+    Arguments follow the module docstring (LiDAR frame, UniAD-layout occupancy). `failed`: an
+    optional (N,) bool, True where the planner gave no usable answer (the evaluator's failure
+    policy, planning/evaluate.py): such a sample's L2 is that of `pred` as given (the evaluator
+    passes the zero trajectory), and it counts as a collision, in both tests, at every step this
+    convention counts, i.e. every evaluated step where the GT box is collision-free. A failure
+    therefore never has a lower collision rate than any real answer. Without `failed` the numbers
+    are the references' own.
+
+    Returns floats L2_{1,2,3}s, L2_avg, col_{1,2,3}s, col_avg (ego-box test, the papers'
+    "Collision"), obj_col_* (single-point test; not for "vad"), the per-step vectors L2_per_step,
+    col_per_step (and obj_col_per_step), num_samples evaluated, num_failed (of those, the failed
+    ones), gt_collision_steps (sample-steps excluded because the GT box itself collides, 255
+    frames included), gt_collision_samples (samples whose GT box overlaps a real obstacle at some
+    step) and convention. Inputs are never modified.
     """
     conv = get_convention(convention)
     pred, gt, gt_mask, occupancy = _check_inputs(pred, gt, gt_mask, occupancy)
+    failed = _check_failed(failed, len(pred))
     mask = _step_mask(gt_mask)
     samples = _evaluated_samples(mask, conv)
     pred, gt, mask = pred[samples], gt[samples], (mask[samples] if conv.use_mask else np.ones_like(mask[samples]))
+    failed = failed[samples][:, None]  # (n, 1): broadcast over the six steps
     num = len(samples)
     diff = pred.astype(np.float64) - gt.astype(np.float64)
     l2 = np.sqrt((diff**2 * mask).sum(axis=-1))
     gt_cells = _box_cells(gt, occupancy, samples, conv)
     gt_collides = (gt_cells != 0).any(axis=(-2, -1))
     counted = ~gt_collides  # GT-collision exclusion: not in the numerator, still in N
-    box_hits = _box_collisions(pred, occupancy, samples, conv) & counted
+    box_hits = (_box_collisions(pred, occupancy, samples, conv) | failed) & counted
     # GT boxes on a real obstacle (not just an all-255 frame): OpenDriveVLA's "gt collision" count
     gt_on_obstacle = ((gt_cells != 0) & (gt_cells != IGNORE_VALUE)).any(axis=(-3, -2, -1))
     result = {
         "convention": convention,
         "num_samples": int(num),
+        "num_failed": int(failed.sum()),
         "gt_collision_steps": int(gt_collides.sum()),
         "gt_collision_samples": int(gt_on_obstacle.sum()),
     }
     result.update(_summary("L2", l2.sum(axis=0) / num, conv.up_to))
     result.update(_summary("col", box_hits.sum(axis=0) / num, conv.up_to))
     if conv.reports_obj_col:
-        point_hits = _point_values(pred, occupancy, samples, conv) * counted
+        # a failure hits at least value 1 (an obstacle cell) wherever the step is counted
+        values = _point_values(pred, occupancy, samples, conv)
+        point_hits = np.where(failed, np.maximum(values, 1), values) * counted
         result.update(_summary("obj_col", point_hits.sum(axis=0) / num, conv.up_to))
     return result

@@ -10,19 +10,22 @@ input layout of `planning.metrics.planning_metrics` (which re-orients it per con
     (y forward), column index = round((x + 50) / 0.5) (x right), numpy round-half-even;
   * 1 = covered by a GT box, 0 = free, 255 = a future frame past the scene end (no annotation).
 
-Boxes come from `SampleRecord.future_box*` (already re-framed to the current frame), each drawn as
-its 4 bottom corners with cv2.fillPoly (spec §9). Content per convention:
+Boxes come from `PlanningTargets.future_box*` (already re-framed to the current frame; build the
+targets with `vla_world.data.targets.planning_targets(record)`), each drawn as its 4 bottom
+corners with cv2.fillPoly (spec §9). The input is the targets type, not the record, because the
+occupancy is what a plan is scored against: it is built from labels only. Content per convention:
 
   * "uniad": vehicle classes car, bus, construction_vehicle, bicycle, motorcycle, truck, trailer
     (nuScenes category -> detection class via nuscenes-devkit), no visibility filter;
   * "stp3", "stp3_original": every 'vehicle' or 'human' category, but only instances already seen
-    in the context frames (`record.context_track_ids`), as ST-P3's future labels do;
+    in the context frames (`targets.context_track_ids`), as ST-P3's future labels do;
   * "vad": every vehicle.* and human.* category (VAD's intended index lists), no context filter.
 
 Note "stp3" (OpenDriveVLA's table) uses ST-P3's content here; OpenDriveVLA's own script passes
-UniAD's vehicle-only raster (spec §4), which is `rasterize_occupancy(records, "uniad")`.
+UniAD's vehicle-only raster (spec §4), which is `rasterize_occupancy(targets, "uniad")`.
 
-Run: ``python -c "from planning.occupancy import rasterize_occupancy; help(rasterize_occupancy)"``.
+    targets = [planning_targets(r) for r in records]
+    occupancy = rasterize_occupancy(targets, "stp3")   # (N, 6, 200, 200) uint8
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import cv2
 import numpy as np
 from nuscenes.eval.detection.utils import category_to_detection_name
 
-from vla_world.data.records import NUM_FUTURE, SampleRecord
+from vla_world.data.records import NUM_FUTURE
+from vla_world.data.targets import PlanningTargets
 
 GRID_CELLS = 200
 CELL_METRES = 0.5
@@ -74,11 +78,11 @@ def _is_vehicle_or_human(category: str) -> bool:
     return "vehicle" in category or "human" in category
 
 
-def _selector(convention: str) -> Callable[[SampleRecord], np.ndarray]:
-    """A function giving, for one record, the (M,) bool mask of future boxes the convention draws."""
+def _selector(convention: str) -> Callable[[PlanningTargets], np.ndarray]:
+    """A function giving, for one sample's targets, the (M,) bool mask of future boxes the convention draws."""
 
-    def by_category(record: SampleRecord, keep: Callable[[str], bool]) -> np.ndarray:
-        return np.array([keep(str(c)) for c in record.future_box_category], dtype=bool)
+    def by_category(targets: PlanningTargets, keep: Callable[[str], bool]) -> np.ndarray:
+        return np.array([keep(str(c)) for c in targets.future_box_category], dtype=bool)
 
     if convention == "uniad":
         return lambda r: by_category(r, _is_uniad_vehicle)
@@ -89,45 +93,48 @@ def _selector(convention: str) -> Callable[[SampleRecord], np.ndarray]:
     raise ValueError(f"convention={convention!r} is unknown; use one of uniad, stp3, stp3_original, vad (docs/metrics.md)")
 
 
-def rasterize_record(record: SampleRecord, convention: str = "uniad") -> np.ndarray:
-    """(6, 200, 200) uint8 future occupancy of one record (layout in the module docstring)."""
-    _check_record(record)
-    keep = _selector(convention)(record)
+def rasterize_targets(targets: PlanningTargets, convention: str = "uniad") -> np.ndarray:
+    """(6, 200, 200) uint8 future occupancy of one sample (layout in the module docstring)."""
+    _check_targets(targets)
+    keep = _selector(convention)(targets)
     frames = np.zeros((NUM_FUTURE, GRID_CELLS, GRID_CELLS), np.uint8)
     for step in range(NUM_FUTURE):
-        if not record.ego_future_mask[step]:
+        if not targets.ego_future_mask[step]:
             frames[step] = IGNORE_VALUE  # past the scene end: no annotation, the metric ignores it
             continue
-        for box in record.future_box[keep & (record.future_box_step == step)]:
+        for box in targets.future_box[keep & (targets.future_box_step == step)]:
             # one fillPoly call per box, as UniAD does: a single call with several polygons
             # fills by parity and would leave the overlap of two boxes empty
             rasterize_box(box, frames[step])
     return frames
 
 
-def _check_record(record: SampleRecord) -> None:
-    """Readable errors for records whose future-box arrays disagree (they would be drawn wrongly)."""
-    m = len(record.future_box)
+def _check_targets(targets: PlanningTargets) -> None:
+    """Readable errors for a non-targets input, or future-box arrays that disagree (drawn wrongly)."""
+    if not isinstance(targets, PlanningTargets):
+        raise TypeError(f"expected PlanningTargets, got {type(targets).__name__}; build them with "
+                        "vla_world.data.targets.planning_targets(record): the occupancy is drawn from labels only")
+    m = len(targets.future_box)
     for field in ("future_box_step", "future_box_category", "future_box_track_id"):
-        if len(getattr(record, field)) != m:
-            raise ValueError(f"record {record.sample_token}: {field} has {len(getattr(record, field))} entries but future_box has {m}; rebuild the records")
-    if record.future_box.ndim != 2 or record.future_box.shape[1] != 7:
-        raise ValueError(f"record {record.sample_token}: future_box has shape {record.future_box.shape}; expected (M, 7) (x, y, z, w, l, h, yaw)")
-    if m and not np.isfinite(record.future_box).all():
-        raise ValueError(f"record {record.sample_token}: future_box holds NaN/inf; fix the record builder")
-    if m and ((record.future_box_step < 0) | (record.future_box_step >= NUM_FUTURE)).any():
-        raise ValueError(f"record {record.sample_token}: future_box_step outside 0..{NUM_FUTURE - 1}")
+        if len(getattr(targets, field)) != m:
+            raise ValueError(f"sample {targets.sample_token}: {field} has {len(getattr(targets, field))} entries but future_box has {m}; rebuild the records")
+    if targets.future_box.ndim != 2 or targets.future_box.shape[1] != 7:
+        raise ValueError(f"sample {targets.sample_token}: future_box has shape {targets.future_box.shape}; expected (M, 7) (x, y, z, w, l, h, yaw)")
+    if m and not np.isfinite(targets.future_box).all():
+        raise ValueError(f"sample {targets.sample_token}: future_box holds NaN/inf; fix the record builder")
+    if m and ((targets.future_box_step < 0) | (targets.future_box_step >= NUM_FUTURE)).any():
+        raise ValueError(f"sample {targets.sample_token}: future_box_step outside 0..{NUM_FUTURE - 1}")
 
 
-def rasterize_occupancy(records: Sequence[SampleRecord], convention: str = "uniad", progress: bool = False) -> np.ndarray:
-    """(N, 6, 200, 200) uint8 GT future occupancy of `records` in UniAD's layout, content per `convention`."""
+def rasterize_occupancy(targets: Sequence[PlanningTargets], convention: str = "uniad", progress: bool = False) -> np.ndarray:
+    """(N, 6, 200, 200) uint8 GT future occupancy of `targets` in UniAD's layout, content per `convention`."""
     _selector(convention)  # fail on a bad convention before allocating
-    out = np.zeros((len(records), NUM_FUTURE, GRID_CELLS, GRID_CELLS), np.uint8)
-    items = records
+    out = np.zeros((len(targets), NUM_FUTURE, GRID_CELLS, GRID_CELLS), np.uint8)
+    items = targets
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(records, desc=f"occupancy ({convention})", unit="sample")
-    for i, record in enumerate(items):
-        out[i] = rasterize_record(record, convention)
+        items = tqdm(targets, desc=f"occupancy ({convention})", unit="sample")
+    for i, sample in enumerate(items):
+        out[i] = rasterize_targets(sample, convention)
     return out

@@ -9,14 +9,20 @@ frame of its keyframe (x right, y forward). Two formats, chosen by the file suff
   * NPZ   arrays `tokens` (N,) str, `trajectories` (N, 6, 2) float, optional `texts` (N,) str;
           a row of NaN with a text means "parse the text".
 
+Optional metadata (provenance for the report): a JSON file may hold one reserved top-level key
+`"__meta__": {...}`, an NPZ file a 0-d string array `meta` holding the same JSON object. The
+evaluator reads `seed`, `checkpoint`, `token_source` (and keeps any other key as given); files
+without it load as before, so other tools' files need no change.
+
 Entries that carry only raw text are parsed with `planning.codec.parse_trajectory`; the ones
 that do not parse (and non-finite trajectories) are kept as `failures` with the reason, so the
 evaluator can count them instead of dropping them. A file that is malformed as a file (wrong
 shapes, wrong types) raises `PredictionFileError` naming the file, the token and the fix.
 
-    save_predictions("outputs/baselines/kinematic.json", {token: wp})
+    save_predictions("outputs/baselines/kinematic.json", {token: wp}, meta={"seed": 0})
     preds = load_predictions("outputs/baselines/kinematic.json")
     preds.trajectories[token]  # (6, 2) float64
+    preds.meta                 # {"seed": 0}; {} for a file without metadata
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from planning.codec import parse_trajectory
 from vla_world.data.records import NUM_FUTURE
 
 SUFFIXES = (".json", ".npz")
+META_KEY = "__meta__"  # the reserved top-level JSON key (and NPZ array "meta") for provenance
+META_FIELDS = ("seed", "checkpoint", "token_source")  # what the evaluator reports; other keys are kept
 
 
 class PredictionFileError(ValueError):
@@ -44,21 +52,30 @@ class Predictions:
     trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # token -> (6, 2) LiDAR frame, m
     failures: dict[str, str] = field(default_factory=dict)  # token -> why no trajectory (parse error, ...)
     texts: dict[str, str] = field(default_factory=dict)  # token -> raw model text, where given
+    meta: dict = field(default_factory=dict)  # provenance from the file (module doc), e.g. {"seed": 0}
+    source: str = ""  # the file it was loaded from ("" when built in memory)
 
     @property
     def tokens(self) -> set[str]:
         return set(self.trajectories) | set(self.failures)
 
 
-def save_predictions(path: str | Path, trajectories: dict[str, np.ndarray], texts: dict[str, str] | None = None) -> Path:
-    """Write JSON or NPZ by suffix; tokens only in `texts` are stored as text to be parsed on load."""
+def save_predictions(path: str | Path, trajectories: dict[str, np.ndarray], texts: dict[str, str] | None = None,
+                     meta: dict | None = None) -> Path:
+    """Write JSON or NPZ by suffix; tokens only in `texts` are stored as text to be parsed on load.
+
+    `meta`: optional provenance (JSON-serialisable dict, e.g. {"seed": 0, "checkpoint": "..."}).
+    """
     path = Path(path)
     texts = texts or {}
+    meta_text = _meta_json(meta, path)
     tokens = sorted(set(trajectories) | set(texts))
     checked = {t: _checked_waypoints(trajectories[t], path, t) for t in trajectories}
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         entries = {t: _json_entry(checked.get(t), texts.get(t)) for t in tokens}
+        if meta_text is not None:
+            entries = {META_KEY: json.loads(meta_text), **entries}
         path.write_text(json.dumps(entries, indent=1))
     elif path.suffix == ".npz":
         stack = np.full((len(tokens), NUM_FUTURE, 2), np.nan)
@@ -68,6 +85,8 @@ def save_predictions(path: str | Path, trajectories: dict[str, np.ndarray], text
         arrays = {"tokens": np.array(tokens, dtype=str), "trajectories": stack}
         if texts:
             arrays["texts"] = np.array([texts.get(t, "") for t in tokens], dtype=str)
+        if meta_text is not None:
+            arrays["meta"] = np.array(meta_text)
         np.savez_compressed(path, **arrays)
     else:
         raise PredictionFileError(f"{path}: unknown suffix {path.suffix!r}; use one of {SUFFIXES}")
@@ -80,18 +99,39 @@ def load_predictions(path: str | Path) -> Predictions:
     if not path.is_file():
         raise PredictionFileError(f"{path}: predictions file not found")
     if path.suffix == ".json":
-        return _load_json(path)
-    if path.suffix == ".npz":
-        return _load_npz(path)
-    raise PredictionFileError(f"{path}: unknown suffix {path.suffix!r}; use one of {SUFFIXES}")
+        preds = _load_json(path)
+    elif path.suffix == ".npz":
+        preds = _load_npz(path)
+    else:
+        raise PredictionFileError(f"{path}: unknown suffix {path.suffix!r}; use one of {SUFFIXES}")
+    preds.source = str(path)
+    return preds
 
 
-def predictions_from_texts(texts: dict[str, str]) -> Predictions:
+def predictions_from_texts(texts: dict[str, str], meta: dict | None = None) -> Predictions:
     """Parse raw model outputs {token: text} with the codec (for in-process inference)."""
-    preds = Predictions()
+    preds = Predictions(meta=dict(meta or {}))
     for token, text in texts.items():
         _add(preds, token, None, text, "model outputs")
     return preds
+
+
+def _meta_json(meta: dict | None, path: Path) -> str | None:
+    """`meta` as JSON text, or a PredictionFileError naming the file when it is not a JSON object."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise PredictionFileError(f"{path}: meta must be a dict (e.g. {{'seed': 0}}), got {type(meta).__name__}")
+    try:
+        return json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise PredictionFileError(f"{path}: meta is not JSON-serialisable ({exc}); store strings and numbers") from exc
+
+
+def _checked_meta(meta: object, path: Path) -> dict:
+    if not isinstance(meta, dict):
+        raise PredictionFileError(f"{path}: {META_KEY!r} must be an object like {{\"seed\": 0}}, got {type(meta).__name__}")
+    return meta
 
 
 def _json_entry(waypoints: np.ndarray | None, text: str | None) -> dict:
@@ -110,7 +150,7 @@ def _load_json(path: Path) -> Predictions:
         raise PredictionFileError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise PredictionFileError(f"{path}: expected a JSON object {{sample_token: entry}}, got {type(data).__name__}")
-    preds = Predictions()
+    preds = Predictions(meta=_checked_meta(data.pop(META_KEY), path) if META_KEY in data else {})
     for token, entry in data.items():
         if isinstance(entry, list):
             entry = {"trajectory": entry}
@@ -140,13 +180,22 @@ def _load_npz(path: Path) -> Predictions:
         raise PredictionFileError(
             f"{path}: shapes tokens {tokens.shape}, trajectories {stack.shape}"
             f"{'' if texts is None else f', texts {texts.shape}'} do not match (N,), (N, {NUM_FUTURE}, 2), (N,)")
-    preds = Predictions()
+    preds = Predictions(meta=_npz_meta(arrays.get("meta"), path))
     for i, token in enumerate(tokens.tolist()):
         text = None if texts is None or texts[i] == "" else str(texts[i])
         # An all-NaN row with a text means "no trajectory given": parse the text instead.
         waypoints = None if text is not None and np.isnan(stack[i]).all() else stack[i].astype(np.float64)
         _add(preds, str(token), waypoints, text, str(path))
     return preds
+
+
+def _npz_meta(meta: np.ndarray | None, path: Path) -> dict:
+    if meta is None:
+        return {}
+    try:
+        return _checked_meta(json.loads(str(meta)), path)
+    except json.JSONDecodeError as exc:
+        raise PredictionFileError(f"{path}: array 'meta' must hold a JSON object as a string ({exc})") from exc
 
 
 def _add(preds: Predictions, token: str, waypoints: np.ndarray | None, text: str | None, source: str) -> None:

@@ -82,19 +82,25 @@ def point_value(point: np.ndarray, frame: np.ndarray, sign: int) -> int:
     return 0
 
 
-def reference_planning_metrics(pred, gt, gt_mask, occupancy, convention: str) -> dict:
-    """Same result dict as `planning.metrics.planning_metrics`, computed one sample at a time."""
+def reference_planning_metrics(pred, gt, gt_mask, occupancy, convention: str, failed=None) -> dict:
+    """Same result dict as `planning.metrics.planning_metrics`, computed one sample at a time.
+
+    `failed` (N,) bool: the evaluator's failure policy, stated per step: a failed sample collides
+    (box and point test) at every step whose GT box is collision-free.
+    """
     cfg = SETTINGS[convention]
+    failed = np.zeros(len(pred), bool) if failed is None else np.asarray(failed, bool)
     footprint = footprint_cells()
     mask = np.asarray(gt_mask, dtype=np.float64)
     mask = mask if mask.ndim == 3 else np.repeat(mask[..., None], 2, axis=-1)
     l2_sum, col_sum, obj_sum = np.zeros(6), np.zeros(6), np.zeros(6)
     horizon_sums = {"L2": np.zeros(3), "col": np.zeros(3)}  # VAD's per-sample "up to k s" values
-    total, gt_collisions, gt_collision_samples = 0, 0, 0
+    total, gt_collisions, gt_collision_samples, num_failed = 0, 0, 0, 0
     for n in range(len(pred)):
         if cfg["full_only"] and not mask[n].all():
             continue  # ST-P3 drops the sample; VAD skips it in both sum and count
         total += 1
+        num_failed += int(failed[n])
         frames = convention_grid(np.asarray(occupancy[n]), cfg["grid"])
         l2_n, col_n = np.zeros(6), np.zeros(6)
         gt_on_obstacle = False
@@ -106,6 +112,10 @@ def reference_planning_metrics(pred, gt, gt_mask, occupancy, convention: str) ->
                 gt_collisions += 1
                 gt_on_obstacle |= bool((frames[t] == 0).any())  # OpenDriveVLA: "0 in segmentation[t]"
                 continue  # GT box collides: not counted, but the sample stays in N
+            if failed[n]:  # no usable answer: a collision wherever the step counts
+                col_n[t] = 1
+                obj_sum[t] += max(point_value(pred[n, t], frames[t], cfg["sign"]), 1)
+                continue
             col_n[t] = box_hit(pred[n, t], frames[t], cfg["sign"], cfg["vad"], footprint)
             obj_sum[t] += point_value(pred[n, t], frames[t], cfg["sign"])
         gt_collision_samples += gt_on_obstacle
@@ -116,7 +126,8 @@ def reference_planning_metrics(pred, gt, gt_mask, occupancy, convention: str) ->
             horizon_sums["col"][k] += col_n[: 2 * (k + 1)].mean()
     if total == 0:
         raise ValueError(f"no sample to evaluate for convention {convention!r}")
-    result = {"convention": convention, "num_samples": total, "gt_collision_steps": gt_collisions, "gt_collision_samples": gt_collision_samples}
+    result = {"convention": convention, "num_samples": total, "num_failed": num_failed,
+              "gt_collision_steps": gt_collisions, "gt_collision_samples": gt_collision_samples}
     for name, sums in (("L2", l2_sum), ("col", col_sum), ("obj_col", obj_sum)):
         if name == "obj_col" and cfg["vad"]:
             continue  # VAD's point lookup is offset by ~25 m; not reported

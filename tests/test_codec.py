@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planning.codec import TRAJ_END, TRAJ_START, format_trajectory, parse_trajectory
+from planning.codec import (
+    ANSWER_END,
+    ANSWER_START,
+    TRAJ_END,
+    TRAJ_START,
+    format_points,
+    format_trajectory,
+    parse_trajectory,
+)
 
 GOLDEN_WP = np.array([[0.0, 2.5], [0.1, 5.0], [-0.25, 7.5], [1.0, 10.0], [1.234, 12.5], [-3.456, 15.004]])
 GOLDEN_TEXT = ("<traj_start>[(0.00,2.50),(0.10,5.00),(-0.25,7.50),(1.00,10.00),(1.23,12.50),(-3.46,15.00)]"
@@ -126,4 +134,74 @@ def test_corrupting_one_point_of_a_valid_answer_is_an_error(points, which, corru
         bad_y = {"nan": "nan", "word": "far", "empty": ""}[corruption]
         pieces[which] = f"({x_text},{bad_y})"
     parsed = parse_trajectory(TRAJ_START + "[" + ",".join(pieces) + "]" + TRAJ_END)
+    assert parsed.waypoints is None and parsed.error
+
+
+# ---------------------------------------------------------------------------- the answer, not the first list
+
+HISTORY = "Historical trajectory (last 2 seconds): [(UN,UN),(0.00,-6.00),(0.00,-4.00),(0.00,-2.00)]"
+SIX_DECOY = "Kinematic prior (CTRA, next 3 seconds): [(0.00,1.00),(0.00,2.00),(0.00,3.00),(0.00,4.00),(0.00,5.00),(0.00,6.00)]"
+
+
+@pytest.mark.parametrize("text", [
+    f"{HISTORY}\n{TRAJ_START}{SIX}{TRAJ_END}",  # tags win over an earlier list
+    f"<prediction>[(1,2)]</prediction> {SIX_DECOY} {TRAJ_START}{SIX}{TRAJ_END} {SIX_DECOY}",
+    f"<think>{SIX_DECOY}</think>{ANSWER_START}{SIX}{ANSWER_END}",  # one untagged list inside the answer
+    f"{ANSWER_START}{TRAJ_START}{SIX}{TRAJ_END}{ANSWER_END} {TRAJ_START}{SIX_DECOY}{TRAJ_END}",  # tags outside the answer
+    f"{SIX_DECOY.split(': ')[1]} {ANSWER_START}Plan: {TRAJ_START}{SIX}",  # unclosed answer and trajectory
+])
+def test_the_answer_is_read_not_the_first_list(text):
+    parsed = parse_trajectory(text)
+    assert parsed.error is None
+    np.testing.assert_array_equal(parsed.waypoints, SIX_ARRAY)
+
+
+@pytest.mark.parametrize("text, reason", [
+    (f"{HISTORY} {SIX}", "ambiguous: 2 point lists and no <traj_start> tag"),
+    (f"{SIX} {SIX}", "ambiguous: 2 point lists"),
+    (f"{TRAJ_START}{SIX}{SIX}{TRAJ_END}", "ambiguous: 2 point lists between <traj_start> and <traj_end>"),
+    (f"{TRAJ_START}{SIX}{TRAJ_END}{TRAJ_START}{SIX}{TRAJ_END}", "ambiguous: 2 <traj_start> tags"),
+    (f"{ANSWER_START}{SIX}{ANSWER_END}{ANSWER_START}{SIX}{ANSWER_END}", "ambiguous: 2 <answer> tags"),
+    (f"{SIX} {ANSWER_START}I keep my lane.{ANSWER_END}", "no trajectory found"),  # the list is outside the answer
+    (f"{SIX_DECOY} {TRAJ_START}{TRAJ_END}", "no trajectory found"),  # empty tags: never fall back to the decoy
+])
+def test_ambiguous_or_misplaced_answers_are_refused(text, reason):
+    parsed = parse_trajectory(text)
+    assert parsed.waypoints is None and reason in parsed.error
+
+
+point = st.tuples(finite_coordinate, finite_coordinate)
+agent_forecast = st.lists(point, min_size=1, max_size=8).map(lambda p: f"<prediction>{format_points(np.array(p))}</prediction>")
+visible_decoy = st.one_of(  # point lists a parser that takes "the first list" would read
+    st.lists(point, min_size=4, max_size=4).map(lambda p: f"Historical trajectory: {format_points(np.array(p))}"),
+    st.lists(point, min_size=6, max_size=6).map(lambda p: format_points(np.array(p))),  # a bare 6-point list
+)
+decoy = st.one_of(agent_forecast, visible_decoy)
+
+
+@given(st.lists(point, min_size=6, max_size=6), st.lists(decoy, min_size=1, max_size=4), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_a_formatted_answer_after_decoys_parses_back_to_itself(points, decoys, in_answer_block):
+    answer = format_trajectory(np.array(points))
+    text = " ".join(decoys) + " " + (f"{ANSWER_START}{answer}{ANSWER_END}" if in_answer_block else answer)
+    parsed = parse_trajectory(text)
+    assert parsed.error is None
+    assert parse_trajectory(answer).waypoints.tolist() == parsed.waypoints.tolist()
+
+
+@given(st.lists(point, min_size=6, max_size=6))
+@settings(max_examples=30, deadline=None)
+def test_a_lone_agent_forecast_is_never_the_ego_plan(points):
+    parsed = parse_trajectory(f"<prediction>{format_points(np.array(points))}</prediction>")
+    assert parsed.waypoints is None and parsed.error == "no trajectory found"
+
+
+@given(st.lists(visible_decoy, min_size=2, max_size=4), st.lists(agent_forecast, max_size=3), st.booleans(), st.data())
+@settings(max_examples=150, deadline=None)
+def test_decoys_alone_never_parse(visible, forecasts, with_empty_answer, data):
+    # two or more visible lists are ambiguous; agent forecasts are never read; an answer block
+    # without a list hides everything outside it
+    decoys = data.draw(st.permutations(visible + forecasts))
+    text = " ".join(decoys) + (f" {ANSWER_START}Turn left at the junction.{ANSWER_END}" if with_empty_answer else "")
+    parsed = parse_trajectory(text)
     assert parsed.waypoints is None and parsed.error

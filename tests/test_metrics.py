@@ -209,6 +209,80 @@ def test_ignore_frames_never_count_as_collisions():
     assert res["gt_collision_samples"] == 1  # ignore frames are not obstacles
 
 
+# ---------------------------------------------------------------- failed samples (the evaluator's failure policy)
+
+def test_a_failed_sample_collides_at_every_counted_step():
+    pred, gt, mask, occ = collision_case()
+    # sample 1 stands still collision-free; as a failure it collides at all 6 steps. Sample 2's
+    # steps 1-3 stay uncounted (its GT box collides there), sample 0 already hits everywhere.
+    res = planning_metrics(pred, gt, mask, occ, "uniad", failed=np.array([False, True, True]))
+    assert res["col_per_step"] == pytest.approx([2 / 3] * 3 + [3 / 3] * 3)
+    # point test: sample 0's point (x = 1.0, col 101) misses the obstacle at col 103, so only failures count
+    assert res["obj_col_per_step"] == pytest.approx([1 / 3] * 3 + [2 / 3] * 3)
+    assert res["num_failed"] == 2
+    assert res["L2_per_step"] == planning_metrics(pred, gt, mask, occ, "uniad")["L2_per_step"]  # L2 of pred as given
+
+
+@pytest.mark.parametrize("convention", ["uniad", "stp3"])
+def test_failures_are_not_counted_in_ignore_frames(convention):
+    pred, gt, mask, occ = collision_case()
+    occ[:, 4:] = 255  # frames past the scene end: no step there counts, failed or not
+    mask[:, 4:] = 0
+    res = planning_metrics(pred, gt, mask, occ, convention, failed=np.ones(3, bool))
+    # steps 1-3: samples 0 and 1 (sample 2's GT collides); step 4: all three; steps 5-6: ignored
+    assert res["col_per_step"] == pytest.approx([2 / 3] * 3 + [1.0, 0.0, 0.0])
+
+
+def test_failed_must_be_one_flag_per_sample():
+    with pytest.raises(ValueError, match=r"failed has shape \(2,\)"):
+        planning_metrics(still(1), still(1), np.ones((1, STEPS)), empty_occupancy(), "uniad", failed=np.zeros(2, bool))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), convention=st.sampled_from(CONVENTIONS),
+       failing=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_turning_answers_into_failures_never_lowers_a_collision_rate(seed, convention, failing):
+    pred, gt, mask, occ = random_case(seed, n=8)
+    failed = np.array(failing)
+    as_scored = np.where(failed[:, None, None], np.float32(0), pred)  # what the evaluator passes: zeros
+    real = planning_metrics(pred, gt, mask, occ, convention)
+    with_failures = planning_metrics(as_scored, gt, mask, occ, convention, failed=failed)
+    standing = planning_metrics(as_scored, gt, mask, occ, convention)  # the old policy: failures stand still
+    for key in ("col_per_step", "col_1s", "col_2s", "col_3s", "col_avg", "obj_col_per_step", "obj_col_avg"):
+        if key in real:
+            assert np.all(np.asarray(with_failures[key]) >= np.asarray(real[key]) - 1e-12), key
+            assert np.all(np.asarray(with_failures[key]) >= np.asarray(standing[key]) - 1e-12), key
+    assert with_failures["L2_per_step"] == standing["L2_per_step"]  # L2: the stand-still L2, as before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), convention=st.sampled_from(CONVENTIONS),
+       failing=st.lists(st.booleans(), min_size=8, max_size=8), shrink=st.floats(0.0, 1.0))
+def test_failing_never_beats_an_answer_at_least_as_good_as_standing_still(seed, convention, failing, shrink):
+    # L2 can only be guaranteed against answers no worse than standing still (a failure has no
+    # answer to score): such an answer lies within |gt| of the GT at every step. Here every answer
+    # is the GT pulled towards the origin by `shrink` (error shrink * |gt| <= |gt|).
+    _, gt, mask, occ = random_case(seed, n=8)
+    pred = (gt * (1 - shrink)).astype(np.float32)
+    failed = np.array(failing)
+    as_scored = np.where(failed[:, None, None], np.float32(0), pred)
+    real = planning_metrics(pred, gt, mask, occ, convention)
+    with_failures = planning_metrics(as_scored, gt, mask, occ, convention, failed=failed)
+    for key in ("L2_1s", "L2_2s", "L2_3s", "L2_avg", "col_1s", "col_2s", "col_3s", "col_avg"):
+        assert with_failures[key] >= real[key] - 1e-6, key
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_vectorised_equals_the_reference_loop_with_failures(convention):
+    pred, gt, mask, occ = random_case(11, n=40)
+    failed = np.random.default_rng(5).random(40) < 0.3
+    fast = planning_metrics(pred, gt, mask, occ, convention, failed=failed)
+    slow = reference_planning_metrics(pred, gt, mask, occ, convention, failed=failed)
+    assert fast.keys() == slow.keys()
+    for key in ("col_per_step", "num_samples", "num_failed", "gt_collision_steps", "obj_col_per_step"):
+        assert fast.get(key) == slow.get(key), key
+
+
 # ---------------------------------------------------------------- properties
 
 def random_case(seed: int, n: int = 3, scale: float = 30.0):

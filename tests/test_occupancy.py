@@ -17,9 +17,10 @@ from planning.occupancy import (
     box_bottom_corners,
     rasterize_box,
     rasterize_occupancy,
-    rasterize_record,
+    rasterize_targets,
 )
 from vla_world.data.synthetic import synthetic_record
+from vla_world.data.targets import planning_targets, planning_targets_of
 
 
 def filled_cells(grid: np.ndarray) -> set[tuple[int, int]]:
@@ -45,7 +46,7 @@ def test_yaw_zero_puts_the_length_along_x():
 
 def test_overlapping_boxes_fill_their_union():
     record = synthetic_record(5.0, [("car", 0.0, 10.0, 0.0, 0.0), ("car", 1.0, 11.0, 0.0, 0.0)])
-    frame = rasterize_record(record, "uniad")[0]
+    frame = rasterize_targets(planning_targets(record), "uniad")[0]
     # each parked car alone: x +-0.95, y +-2.3 around its centre
     first_step = record.future_box[record.future_box_step == 0]
     first = rasterize_box(first_step[0], np.zeros((200, 200), np.uint8))
@@ -70,7 +71,7 @@ def mixed_record(future_valid: int = 6):
 
 
 def test_uniad_draws_the_moving_car_at_its_future_position():
-    frames = rasterize_record(mixed_record(), "uniad")
+    frames = rasterize_targets(planning_targets(mixed_record()), "uniad")
     # step 0 (t = 0.5 s): car at (0, 11), 1.9 m x 4.6 m, heading +y: x in [-0.95, 0.95] -> cols 98..102,
     # y in [8.7, 13.3] -> rows round(117.4) = 117 .. round(126.6) = 127. Nothing else is a UniAD vehicle.
     assert filled_cells(frames[0]) == rectangle(range(117, 128), range(98, 103))
@@ -80,17 +81,17 @@ def test_content_per_convention():
     record = mixed_record()
     pedestrian_cell = (110, 110)  # (x, y) = (5, 5)
     police_cell = (100, 84)  # (x, y) = (-8, 0)
-    uniad, stp3, vad = (rasterize_record(record, c)[0] for c in ("uniad", "stp3", "vad"))
+    uniad, stp3, vad = (rasterize_targets(planning_targets(record), c)[0] for c in ("uniad", "stp3", "vad"))
     assert uniad[pedestrian_cell] == 0 and uniad[police_cell] == 0  # vehicles of the 7 classes only
     assert stp3[pedestrian_cell] == 1 and stp3[police_cell] == 1  # every vehicle.* and human.*
     assert vad[pedestrian_cell] == 1 and vad[police_cell] == 1
     record.context_track_ids = np.array([0, 2], np.int32)  # the pedestrian was not seen in the context frames
-    assert rasterize_record(record, "stp3")[0][pedestrian_cell] == 0
-    assert rasterize_record(record, "vad")[0][pedestrian_cell] == 1
+    assert rasterize_targets(planning_targets(record), "stp3")[0][pedestrian_cell] == 0
+    assert rasterize_targets(planning_targets(record), "vad")[0][pedestrian_cell] == 1
 
 
 def test_frames_past_the_scene_end_are_all_255():
-    frames = rasterize_occupancy([mixed_record(future_valid=4)], "uniad")[0]
+    frames = rasterize_occupancy(planning_targets_of([mixed_record(future_valid=4)]), "uniad")[0]
     assert (frames[4:] == IGNORE_VALUE).all()
     assert set(np.unique(frames[:4]).tolist()) == {0, 1}
 
@@ -99,7 +100,7 @@ def test_frames_past_the_scene_end_are_all_255():
 def test_gt_trajectory_scores_zero_on_rasterised_records(convention):
     # the GT ego drives at 5 m/s and closes in on the car ahead (2 m/s): its box overlaps it by 3 s.
     records = [mixed_record(), mixed_record(future_valid=3)]
-    occupancy = rasterize_occupancy(records, convention)
+    occupancy = rasterize_occupancy(planning_targets_of(records), convention)
     gt = np.stack([r.ego_future for r in records])
     mask = np.stack([r.ego_future_mask for r in records])
     assert planning_metrics(gt, gt, mask, occupancy, convention)["col_avg"] == 0.0
@@ -110,7 +111,7 @@ def test_gt_trajectory_scores_zero_on_rasterised_records(convention):
 
 def test_planning_into_an_obstacle_is_a_collision():
     record = synthetic_record(0.0, [("car", 0.0, 10.0, 0.0, 0.0)])  # parked car 10 m ahead, ego stands
-    occupancy = rasterize_occupancy([record], "uniad")
+    occupancy = rasterize_occupancy([planning_targets(record)], "uniad")
     pred = np.zeros((1, 6, 2), np.float32)
     pred[0, :, 1] = 10.0  # drive onto the car
     res = planning_metrics(pred, record.ego_future[None], record.ego_future_mask[None], occupancy, "uniad")
@@ -120,17 +121,23 @@ def test_planning_into_an_obstacle_is_a_collision():
 def test_bad_record_and_convention_raise_readable_errors():
     record = mixed_record()
     with pytest.raises(ValueError, match="unknown"):
-        rasterize_occupancy([record], "nuplan")
+        rasterize_occupancy([planning_targets(record)], "nuplan")
     record.future_box_step = record.future_box_step[:-1]
     with pytest.raises(ValueError, match="future_box_step has"):
-        rasterize_record(record, "uniad")
+        rasterize_targets(planning_targets(record), "uniad")
+
+
+def test_records_are_refused_with_the_fix():
+    # the occupancy is what plans are scored against: it takes labels (PlanningTargets), never a record
+    with pytest.raises(TypeError, match=r"planning_targets\(record\)"):
+        rasterize_occupancy([mixed_record()], "uniad")
 
 
 def test_tiny_mini_world_end_to_end(mini_records):
     records = mini_records["val"]
     gt = np.stack([r.ego_future for r in records])
     mask = np.stack([r.ego_future_mask for r in records])
-    occupancy = {c: rasterize_occupancy(records, c) for c in CONVENTIONS}
+    occupancy = {c: rasterize_occupancy(planning_targets_of(records), c) for c in CONVENTIONS}
     for convention, occ in occupancy.items():
         assert occ.shape == (len(records), 6, 200, 200) and occ.dtype == np.uint8
         assert ((occ == IGNORE_VALUE).all(axis=(2, 3)) == ~mask).all()  # 255 exactly past the scene end
@@ -148,6 +155,6 @@ def test_records_are_never_mutated():
     record = mixed_record(future_valid=5)
     before = {name: getattr(record, name).copy() for name in ("future_box", "future_box_step", "future_box_category", "context_track_ids", "ego_future_mask")}
     for convention in CONVENTIONS:
-        rasterize_occupancy([record], convention)
+        rasterize_occupancy([planning_targets(record)], convention)
     for name, value in before.items():
         np.testing.assert_array_equal(getattr(record, name), value)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from perception.centre_head import CentreHead, local_maxima
-from perception.config import GridConfig, BevModelConfig
+from perception.config import BevModelConfig, GridConfig
 from perception.losses import centre_heatmap_loss
 from perception.targets import centre_targets, frame_targets
 from vla_world.data.synthetic import synthetic_record

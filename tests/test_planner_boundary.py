@@ -14,7 +14,12 @@ import pytest
 import torch
 from model_helpers import fake_tokens, small_model, small_records
 
-from planning.baselines import EgoMLPConfig, constant_velocity, predict_ego_mlp, train_ego_mlp
+from planning.baselines import (
+    EgoMLPConfig,
+    constant_velocity,
+    predict_ego_mlp,
+    train_ego_mlp,
+)
 from planning.kinematic import ctra_prior, fit_kinematic, predict_kinematic
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planning.evaluate import CONVENTIONS, has_context_frames
-from planning.metrics import get_convention
+from planning.evaluate import has_context_frames
+from planning.metrics import CONVENTIONS, get_convention
 from vla_world.data import RecordError, load_records
 from vla_world.data.splits import SPLITS_FILE, check_disjoint
 from vla_world.mini_world import make_mini_world

@@ -49,6 +49,7 @@ from planning.camera_plot import (
 )
 from vla_world.data.records import CAMERAS
 from vla_world.data.synthetic import synthetic_record
+from vla_world.data.targets import planning_targets
 
 K = np.array([[100.0, 0.0, 80.0], [0.0, 100.0, 45.0], [0.0, 0.0, 1.0]])  # 160 x 90 image
 LIDAR_HEIGHT = 1.84
@@ -271,10 +272,10 @@ def test_collision_steps_and_markers():
     # a car (4.6 m long) parked 9 m ahead spans y in [6.7, 11.3]; the ego box (4.084 m) centred at
     # y = 4 t reaches it when 4 t + 2.042 > 6.7, i.e. from t = 1.5 s (y = 6) to the end (y = 12)
     record = synthetic_record(speed=4.0, agents=[("car", 0.0, 9.0, 0.0, 0.0)])
-    collided = collision_steps(record, record.ego_future)
+    collided = collision_steps(planning_targets(record), record.ego_future)
     np.testing.assert_array_equal(collided, [False, False, True, True, True, True])
     record.future_box_category[:] = "movable_object.barrier"  # not a vehicle/human: not counted
-    assert not collision_steps(record, record.ego_future).any()
+    assert not collision_steps(planning_targets(record), record.ego_future).any()
     _, ax = make_bev_axes()
     (scatter,) = draw_collisions(ax, record.ego_future, collided)
     np.testing.assert_allclose(scatter.get_offsets(), [[0, 6], [0, 8], [0, 10], [0, 12]])
@@ -306,15 +307,15 @@ def test_l2_at_seconds_hand_case():
 
 def test_visualize_render_on_synthetic_rig(tmp_path):
     from planning.predictions import load_predictions, save_predictions
-    from tools.visualize import FigureOptions, Planner, render
+    from tools.visualize import FigureOptions, PredictionLayer, render
 
     records = [rig_record(f"tok{i}", frame=i) for i in range(2)]
     for record in records:
         write_images(tmp_path, record)
     pred_file = save_predictions(tmp_path / "pred.json", {"tok0": records[0].ego_future + np.array([0.5, 0.0])},
                                  texts={"tok1": "no numbers"})
-    planners = [Planner(PRED_STYLE, load_predictions(pred_file))]
-    written = render(records, tmp_path, planners, tmp_path / "vis", gif=True, options=FigureOptions(dpi=50),
+    layers = [PredictionLayer(PRED_STYLE, load_predictions(pred_file))]
+    written = render(records, tmp_path, layers, tmp_path / "vis", gif=True, options=FigureOptions(dpi=50),
                      progress=False)
     pngs, gifs = [p for p in written if p.suffix == ".png"], [p for p in written if p.suffix == ".gif"]
     assert len(pngs) == 2 and len(gifs) == 1

@@ -19,7 +19,7 @@ HEADLINE = "ST-P3"
 
 def section(report: str, heading: str) -> str:
     """The body of `## heading` (up to the next heading) of a markdown report."""
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^#)", report + "\n#", re.S | re.M)
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^#)", report + "\n#", re.DOTALL | re.MULTILINE)
     if match is None:
         raise SystemExit(f"report has no '## {heading}' section; was it written by tools/eval_planning.py?")
     return match.group(1).strip()

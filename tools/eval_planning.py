@@ -3,15 +3,26 @@
     python tools/eval_planning.py --pred outputs/baselines/constant_velocity.json \\
         outputs/baselines/kinematic.json outputs/baselines/ego_mlp.json --split val --out outputs/eval
 
-Each --pred file (JSON or NPZ, see docs/evaluation.md) becomes one table row, named after the
-file stem or --names. --checkpoint runs a trained VLA checkpoint on the split first, adds its
-row and saves its raw answers as <out>/<checkpoint folder>.json. Writes report.md, metrics.json
-and metrics.csv under --out and prints the tables; --results-md docs/results.md also writes the
-project's headline results page.
+Each --pred file (JSON or NPZ, see docs/evaluation.md) is one run of a method named after the file
+stem or --names. Files that share a name are the runs (seeds) of one method: its row shows
+mean ± sample std over them, e.g.
+    --pred ego_mlp_seed0.json ego_mlp_seed1.json ego_mlp_seed2.json --names Ego-MLP Ego-MLP Ego-MLP
 
-Missing predictions are an error that lists them, unless --allow-missing; missing and
-unparseable predictions are scored as the zero trajectory (ego stands still) and counted in the
-"Failed" column of every row.
+--checkpoint DIR [DIR ...] runs trained VLA checkpoints on the split (several folders = the seeds
+of one method, named by --checkpoint-name) and saves each one's raw answers, with its provenance,
+as <out>/<checkpoint folder>.json (re-scorable with --pred; a later checkpoint whose folder name
+is taken gets <out>/<parent>_<folder>.json). Their perception tokens come from the
+source each checkpoint was trained with; --tokens oracle|FILE picks another (oracle rows get
+" (oracle tokens)" in their name). A checkpoint trained on oracle tokens is refused unless
+--tokens oracle.
+
+Writes report.md, metrics.json and metrics.csv under --out and prints the tables; --results-md
+docs/results.md also writes the project's headline results page. Every output records the split,
+the command and, per run, its file, seed, checkpoint folder and token source.
+
+Missing predictions are an error that lists them, unless --allow-missing. Missing, unparseable
+and implausible predictions fail: they keep the stand-still L2, count as a collision at every
+counted step, and are counted in the "Failed" column of every row (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import yaml
 
-from planning.evaluate import CONVENTIONS, MissingPredictionsError, evaluate_methods
+from planning.evaluate import MissingPredictionsError, RunLabelError, evaluate_methods
+from planning.metrics import CONVENTIONS
 from planning.predictions import (
     PredictionFileError,
     Predictions,
@@ -32,14 +44,24 @@ from planning.predictions import (
     save_predictions,
 )
 from planning.report import evaluation_markdown, write_outputs, write_results_md
+from vla_world.data.targets import planning_targets
+
+ORACLE = "oracle"  # vla_world.inference.ORACLE; spelled here so --help needs no torch import
+ORACLE_SUFFIX = " (oracle tokens)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pred", nargs="+", default=[], metavar="FILE", help="predictions files (.json / .npz), one row each")
-    p.add_argument("--names", nargs="+", default=None, help="row names for --pred, in order (default: file stems)")
-    p.add_argument("--checkpoint", default=None, help="trained VLA checkpoint folder to run on the split and add as a row")
-    p.add_argument("--checkpoint-name", default=None, help="row name for --checkpoint (default: its folder name)")
+    p.add_argument("--pred", nargs="+", default=[], metavar="FILE",
+                   help="predictions files (.json / .npz), one run each")
+    p.add_argument("--names", nargs="+", default=None,
+                   help="row names for --pred, in order (default: file stems); a repeated name = seeds of one method")
+    p.add_argument("--checkpoint", nargs="+", default=[], metavar="DIR",
+                   help="trained VLA checkpoint folder(s) to run on the split; several = the seeds of one method")
+    p.add_argument("--checkpoint-name", default=None, help="row name for --checkpoint (default: the first folder's name)")
+    p.add_argument("--tokens", default=None, metavar="oracle|FILE",
+                   help="perception tokens for --checkpoint: 'oracle' (ground truth; the row is named so) or a token "
+                        "cache file (default: the source each checkpoint was trained with)")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: the mini world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: auto)")
     p.add_argument("--split", default="val", help="split to evaluate on (default: val)")
@@ -54,13 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def row_names(files: list[str], names: list[str] | None) -> list[str]:
+    """One row name per --pred file; a name given twice makes those files runs of one method."""
     if names is None:
         names = [Path(f).stem for f in files]
     if len(names) != len(files):
-        raise SystemExit(f"--names has {len(names)} entries but --pred has {len(files)} files; give one name per file")
-    if len(set(names)) != len(names):
-        raise SystemExit(f"row names must be unique, got {names}; use --names to tell the files apart")
+        raise SystemExit(f"--names has {len(names)} entries but --pred has {len(files)} files; give one name per file "
+                         "(repeat a name for the seeds of one method)")
     return names
+
+
+def load_methods(files: list[str], names: list[str]) -> dict[str, list[Predictions]]:
+    """{row name: [Predictions per run]} in the order the names first appear."""
+    methods: dict[str, list[Predictions]] = {}
+    for name, path in zip(names, files):
+        methods.setdefault(name, []).append(load_predictions(path))
+    return methods
 
 
 def read_records(dataroot: str, version: str | None, split: str, progress: bool) -> list:
@@ -73,35 +103,77 @@ def read_records(dataroot: str, version: str | None, split: str, progress: bool)
         raise SystemExit(str(exc)) from exc
 
 
-def checkpoint_predictions(checkpoint: str, records: list, save_to: Path, dataroot: str) -> Predictions:
-    """Run a trained VLA on `records` through the model engineer's inference hook; keep its raw text."""
+def checkpoint_seed(checkpoint: str) -> int | None:
+    """The training seed in <checkpoint>/config.yaml (train.seed), or None when it does not say."""
+    config = Path(checkpoint) / "config.yaml"
+    if not config.is_file():
+        return None
+    train = (yaml.safe_load(config.read_text()) or {}).get("train") or {}
+    return train.get("seed")
+
+
+def answer_files(checkpoints: list[str], out: Path) -> list[Path]:
+    """<out>/<folder>.json per checkpoint, as earlier versions wrote for one; a later checkpoint whose
+    folder name is taken (planning/last, planning-seed1/last) gets <parent>_<folder>.json."""
+    stems: list[str] = []
+    for checkpoint in checkpoints:
+        path = Path(checkpoint)
+        stem = path.name if path.name not in stems else f"{path.parent.name}_{path.name}"
+        stems.append(stem if stem not in stems else f"{stem}_{len(stems)}")
+    return [out / f"{stem}.json" for stem in stems]
+
+
+def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: str | None, out: Path,
+                    dataroot: str) -> list[Predictions]:
+    """Run each checkpoint on `records` through vla_world.inference; keep its raw text and provenance."""
     try:
-        from vla_world.inference import predict_split
+        from vla_world.inference import predict_split, resolve_token_source
     except ImportError as exc:
-        raise SystemExit(f"--checkpoint needs a trained VLA checkpoint and vla_world.inference.predict_split ({exc}); "
+        raise SystemExit(f"--checkpoint needs vla_world.inference.predict_split ({exc}); "
                          "evaluate prediction files with --pred instead") from exc
-    texts = predict_split(checkpoint, records, dataroot=dataroot)  # dataroot: images, for online-trained perception
-    save_predictions(save_to, {}, texts=texts)  # re-scorable later with --pred, no second inference
-    return predictions_from_texts(texts)
+    runs = []
+    for checkpoint, save_to in zip(checkpoints, answer_files(checkpoints, out)):
+        try:  # never oracle silently: the checkpoint's own source, or what --tokens names
+            source = resolve_token_source(checkpoint, split, tokens)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
+        texts = predict_split(checkpoint, records, source=source, dataroot=dataroot)  # dataroot: images, online perception
+        meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
+                "split": split}
+        save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
+        preds = predictions_from_texts(texts, meta=meta)
+        preds.source = str(save_to)
+        runs.append(preds)
+    return runs
+
+
+def checkpoint_row_name(checkpoints: list[str], name: str | None, tokens: str | None) -> str:
+    base = name or Path(checkpoints[0]).name
+    return base + ORACLE_SUFFIX if tokens == ORACLE else base
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.pred and not args.checkpoint and not args.with_gt:
-        raise SystemExit("nothing to evaluate: give --pred FILE..., --checkpoint DIR or --with-gt")
+        raise SystemExit("nothing to evaluate: give --pred FILE..., --checkpoint DIR... or --with-gt")
+    if args.tokens and not args.checkpoint:
+        raise SystemExit("--tokens picks the perception tokens of --checkpoint runs; give --checkpoint DIR too")
     try:  # read the (fast) prediction files first, so a typo fails before records are built
-        methods = {name: load_predictions(f) for name, f in zip(row_names(args.pred, args.names), args.pred)}
+        methods = load_methods(args.pred, row_names(args.pred, args.names))
     except PredictionFileError as exc:
         raise SystemExit(str(exc)) from exc
+    if args.checkpoint:
+        name = checkpoint_row_name(args.checkpoint, args.checkpoint_name, args.tokens)
+        if name in methods:
+            raise SystemExit(f"--checkpoint-name {name!r} is also a --names entry; give the checkpoint row its own name")
     records = read_records(args.dataroot, args.version, args.split, progress=not args.quiet)
     if args.checkpoint:
-        name = args.checkpoint_name or Path(args.checkpoint).name
-        saved = Path(args.out) / f"{Path(args.checkpoint).name}.json"
-        methods[name] = checkpoint_predictions(args.checkpoint, records, saved, args.dataroot)
+        methods[name] = checkpoint_runs(args.checkpoint, records, args.split, args.tokens, Path(args.out), args.dataroot)
+    targets = [planning_targets(r) for r in records]  # scores read labels only
     try:
-        result = evaluate_methods(records, methods, tuple(args.conventions), allow_missing=args.allow_missing,
+        result = evaluate_methods(targets, methods, tuple(args.conventions), allow_missing=args.allow_missing,
                                   with_gt=args.with_gt, split=args.split, progress=not args.quiet)
-    except MissingPredictionsError as exc:
+    except (MissingPredictionsError, RunLabelError) as exc:
         raise SystemExit(str(exc)) from exc
     command = "python tools/eval_planning.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     paths = write_outputs(result, args.out, command)

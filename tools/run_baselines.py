@@ -1,23 +1,28 @@
-"""Write prediction files for the three planning baselines on a split.
+"""Write prediction files for the planning baselines on a split.
 
     python tools/run_baselines.py --dataroot data/mini_world --split val --out outputs/baselines
 
 Fits what needs fitting on --train-split (the kinematic predictor's command templates and lambda,
-the Ego-MLP's weights; config configs/baselines/ego_mlp.yaml), then writes
-  constant_velocity.json  kinematic.json  ego_mlp.json   (predictions, LiDAR frame, metres)
-  kinematic_params.json   ego_mlp/ (checkpoint folder: model.safetensors, state.json, config.yaml)
-Score them with tools/eval_planning.py --pred outputs/baselines/*.json.
+the Ego-MLP's weights, once per --seeds entry; config configs/baselines/ego_mlp.yaml), then writes
+  constant_velocity.json  kinematic.json  ctra_prior.json     (predictions, LiDAR frame, metres)
+  ego_mlp_seed{N}.json per seed, and ego_mlp.json = the first seed (the file earlier versions wrote)
+  kinematic_params.json   ego_mlp/ (checkpoint of the first seed), ego_mlp_seed{N}/ (one per seed)
+`ctra_prior.json` is exactly the CTRA rollout the planning prompt shows (two decimals): a planner
+that copies its prompt scores that row. Each Ego-MLP file carries its seed as metadata, so
+    python tools/eval_planning.py --pred outputs/baselines/ego_mlp_seed*.json --names Ego-MLP Ego-MLP Ego-MLP
+shows one row, mean ± std over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import numpy as np
 import torch
 import yaml
 
@@ -27,10 +32,14 @@ from planning.baselines import (
     predict_ego_mlp,
     train_ego_mlp,
 )
-from planning.kinematic import fit_kinematic, predict_kinematic
+from planning.codec import format_number
+from planning.kinematic import ctra_prior, fit_kinematic, predict_kinematic
 from planning.predictions import save_predictions
 from vla_world.checkpoint import save_checkpoint
 from vla_world.config import ConfigError, config_to_dict, load_config, parse_overrides
+from vla_world.data.planner_input import PlannerInput, planner_inputs
+
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,16 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-split", default="train", help="split to fit the kinematic predictor and Ego-MLP on")
     p.add_argument("--config", default="configs/baselines/ego_mlp.yaml", help="Ego-MLP config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an Ego-MLP config field, e.g. --set epochs=10 (repeatable)")
+                   help="override an Ego-MLP config field, e.g. --set epochs=10 (repeatable; --seeds sets the seed)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="N",
+                   help="Ego-MLP training seeds, one ego_mlp_seed{N}.json each (default: 0 1 2)")
     p.add_argument("--out", default="outputs/baselines", help="folder for the prediction files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def prompt_prior(inp: PlannerInput) -> np.ndarray:
+    """(6, 2) the CTRA prior exactly as the prompt prints it: each number through `format_number` (2 decimals)."""
+    return np.array([[float(format_number(v)) for v in point] for point in ctra_prior(inp)])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The Ego-MLP is tiny: thread start-up costs more than it saves, and the laptop has two cores.
     torch.set_num_threads(1)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds {args.seeds}: each seed once (a repeated seed would shrink the reported std)")
     try:
         cfg = load_config(args.config, EgoMLPConfig, parse_overrides(args.set))
     except ConfigError as exc:
@@ -65,22 +83,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(exc)) from exc
     out = Path(args.out)
     log = (lambda *_: None) if args.quiet else print
+    inputs = planner_inputs(target)  # what the planners see: no future, no GT boxes
 
-    save_predictions(out / "constant_velocity.json", {r.sample_token: constant_velocity(r) for r in target})
+    save_predictions(out / "constant_velocity.json", {i.sample_token: constant_velocity(i) for i in inputs})
+    save_predictions(out / "ctra_prior.json", {i.sample_token: prompt_prior(i) for i in inputs})
 
     params = fit_kinematic(train)
     params.save(out / "kinematic_params.json")
-    save_predictions(out / "kinematic.json", {r.sample_token: predict_kinematic(r, params) for r in target})
+    save_predictions(out / "kinematic.json", {i.sample_token: predict_kinematic(i, params) for i in inputs})
     log(f"kinematic: lambda = {params.fusion_weight:.2f}, train L2 = {params.train_l2:.3f} m on {len(train)} samples")
 
+    for seed in args.seeds:
+        write_ego_mlp(replace(cfg, seed=seed), train, inputs, out, progress, log)
+    first = args.seeds[0]
+    shutil.copyfile(out / f"ego_mlp_seed{first}.json", out / "ego_mlp.json")  # what earlier versions wrote
+    shutil.rmtree(out / "ego_mlp", ignore_errors=True)
+    shutil.copytree(out / f"ego_mlp_seed{first}", out / "ego_mlp")
+    log(f"wrote constant_velocity.json, ctra_prior.json, kinematic.json, ego_mlp_seed{{{','.join(map(str, args.seeds))}}}.json "
+        f"(ego_mlp.json = seed {first}) for {len(target)} {args.split} samples to {out}")
+    return 0
+
+
+def write_ego_mlp(cfg: EgoMLPConfig, train: list, inputs: list[PlannerInput], out: Path, progress: bool, log) -> None:
+    """Train one Ego-MLP (seed `cfg.seed`), write ego_mlp_seed{N}.json (seed in its metadata) and its checkpoint."""
     start = time.perf_counter()
     model = train_ego_mlp(train, cfg, progress=progress)
-    save_predictions(out / "ego_mlp.json", predict_ego_mlp(model, target))
-    save_checkpoint(out / "ego_mlp", model.state_dict(), state={"train_samples": len(train)},
+    save_predictions(out / f"ego_mlp_seed{cfg.seed}.json", predict_ego_mlp(model, inputs),
+                     meta={"method": "Ego-MLP", "seed": cfg.seed})
+    save_checkpoint(out / f"ego_mlp_seed{cfg.seed}", model.state_dict(), state={"train_samples": len(train)},
                     extra_files={"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False)})
-    log(f"Ego-MLP: trained on {len(train)} samples in {time.perf_counter() - start:.1f} s")
-    log(f"wrote constant_velocity.json, kinematic.json, ego_mlp.json for {len(target)} {args.split} samples to {out}")
-    return 0
+    log(f"Ego-MLP seed {cfg.seed}: trained on {len(train)} samples in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from matplotlib.figure import Figure
 from PIL import Image
+from tqdm import tqdm
 
 from planning.bev_plot import (
     PRED2_STYLE,
@@ -52,6 +49,7 @@ from planning.metrics import CONVENTIONS
 from planning.predictions import PredictionFileError, Predictions, load_predictions
 from vla_world.data import load_records
 from vla_world.data.records import CAMERAS, STEP_SECONDS, SampleRecord
+from vla_world.data.targets import PlanningTargets, planning_targets
 
 GIF_FRAME_MS = int(STEP_SECONDS * 1000)  # keyframes are 0.5 s apart: play in real time
 
@@ -96,8 +94,11 @@ def select_records(records: list[SampleRecord], samples: int | None, tokens: lis
 
 
 @dataclass
-class Planner:
-    """One predictions file to draw: its trajectory style (labelled with the file name) and contents."""
+class PredictionLayer:
+    """One predictions file to draw: its trajectory style (labelled with the file name) and contents.
+
+    Not a planner (that is `vla_world.inference.Planner`): a layer of saved answers on the picture.
+    """
 
     style: TrajectoryStyle
     predictions: Predictions
@@ -112,27 +113,28 @@ class FigureOptions:
     dpi: int = 110  # 110 -> a 1375 x 638 px picture
 
 
-def load_planner(path: str | None, style: TrajectoryStyle) -> Planner | None:
-    """The planner in `path` drawn with `style` (label gets the file name), or None without a file."""
+def load_layer(path: str | None, style: TrajectoryStyle) -> PredictionLayer | None:
+    """The predictions in `path` drawn with `style` (label gets the file name), or None without a file."""
     if path is None:
         return None
-    return Planner(replace(style, label=f"{style.label}: {Path(path).stem}"), load_predictions(path))
+    return PredictionLayer(replace(style, label=f"{style.label}: {Path(path).stem}"), load_predictions(path))
 
 
 # ----------------------------------------------------------------------------- one sample
 
 
-def sample_figure(record: SampleRecord, image: np.ndarray, planners: list[Planner],
+def sample_figure(record: SampleRecord, image: np.ndarray, layers: list[PredictionLayer],
                   options: FigureOptions = FigureOptions()) -> Figure:
     """BEV (left) and the camera with projected trajectories (right) of one sample, titled."""
     fig = Figure(figsize=(12.5, 5.8), dpi=options.dpi, layout="constrained")
     bev_ax, cam_ax = fig.subplots(1, 2, width_ratios=[1.0, 1.75])
     make_bev_axes(ax=bev_ax)
-    plans = [gt_trajectory(record)] + [p for p in (_planned(record, planner) for planner in planners) if p]
+    plans = [gt_trajectory(record)] + [p for p in (_planned(record, layer) for layer in layers) if p]
     collided = draw_scene(bev_ax, record, plans, options.convention)
     _draw_camera_panel(cam_ax, record, image, plans, options.camera)
-    summary = [_plan_summary(record, plan, collided[plan.style.label]) for plan in plans]
-    bev_ax.set_title("\n".join(summary + _missing_summary(record, planners)), fontsize=8, loc="left")
+    targets = planning_targets(record)  # the titles' L2 is scored from labels, as in the tables
+    summary = [_plan_summary(targets, plan, collided[plan.style.label]) for plan in plans]
+    bev_ax.set_title("\n".join(summary + _missing_summary(record, layers)), fontsize=8, loc="left")
     fig.suptitle(f"{record.scene_name}  frame {record.frame_index}  ({record.sample_token})   "
                  f"command: {record.command_text}   speed {record.ego_speed:.1f} m/s", fontsize=11)
     fig.legend(handles=legend_handles(record, [p.style for p in plans], options.convention),
@@ -148,29 +150,29 @@ def _draw_camera_panel(ax, record: SampleRecord, image: np.ndarray, plans: list[
         draw_projected_trajectory(ax, record, camera, plan.xy, plan.style, mask=plan.mask)
 
 
-def _planned(record: SampleRecord, planner: Planner) -> PlannedTrajectory | None:
-    xy = planner.predictions.trajectories.get(record.sample_token)
-    return None if xy is None else PlannedTrajectory(np.asarray(xy, dtype=float), planner.style)
+def _planned(record: SampleRecord, layer: PredictionLayer) -> PlannedTrajectory | None:
+    xy = layer.predictions.trajectories.get(record.sample_token)
+    return None if xy is None else PlannedTrajectory(np.asarray(xy, dtype=float), layer.style)
 
 
-def _plan_summary(record: SampleRecord, plan: PlannedTrajectory, collided: np.ndarray) -> str:
+def _plan_summary(targets: PlanningTargets, plan: PlannedTrajectory, collided: np.ndarray) -> str:
     hits = ", ".join(f"{STEP_SECONDS * (t + 1):.1f}" for t in np.flatnonzero(collided))
     collisions = f"collision at {hits} s" if hits else "no collision"
     if plan.ground_truth:  # no L2 against itself; say how much of the future exists instead
         return f"{plan.style.label} ({int(np.sum(plan.mask))}/6 steps): {collisions}"
-    l2 = l2_at_seconds(plan.xy, record.ego_future, record.ego_future_mask)
+    l2 = l2_at_seconds(plan.xy, targets.ego_future, targets.ego_future_mask)
     values = "/".join("n/a" if np.isnan(v) else f"{v:.2f}" for v in l2.values())  # n/a: no GT that far
     return f"{plan.style.label}: L2@1/2/3 s = {values} m, {collisions}"
 
 
-def _missing_summary(record: SampleRecord, planners: list[Planner]) -> list[str]:
-    """Lines for planners with no trajectory here (parse failure or absent), so it is never silent."""
+def _missing_summary(record: SampleRecord, layers: list[PredictionLayer]) -> list[str]:
+    """Lines for layers with no trajectory here (parse failure or absent), so it is never silent."""
     lines = []
-    for planner in planners:
-        token, label = record.sample_token, planner.style.label
-        if token in planner.predictions.failures:
-            lines.append(f"{label}: no trajectory ({planner.predictions.failures[token]})")
-        elif token not in planner.predictions.trajectories:
+    for layer in layers:
+        token, label = record.sample_token, layer.style.label
+        if token in layer.predictions.failures:
+            lines.append(f"{label}: no trajectory ({layer.predictions.failures[token]})")
+        elif token not in layer.predictions.trajectories:
             lines.append(f"{label}: sample missing from the file")
     return lines
 
@@ -192,7 +194,7 @@ def write_gif(frames: list[Path], path: Path) -> Path:
     return path
 
 
-def render(records: list[SampleRecord], dataroot: Path, planners: list[Planner], out: Path, gif: bool = False,
+def render(records: list[SampleRecord], dataroot: Path, layers: list[PredictionLayer], out: Path, gif: bool = False,
            options: FigureOptions = FigureOptions(), progress: bool = True) -> list[Path]:
     """Write one PNG per record (and one GIF per scene with `gif`); returns the written paths."""
     written, frames_by_scene = [], defaultdict(list)
@@ -200,7 +202,7 @@ def render(records: list[SampleRecord], dataroot: Path, planners: list[Planner],
         image = load_camera_image(dataroot, record, options.camera)
         path = frame_path(out, record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        sample_figure(record, image, planners, options).savefig(path)
+        sample_figure(record, image, layers, options).savefig(path)
         written.append(path)
         frames_by_scene[record.scene_name].append(path)
     if gif:
@@ -208,12 +210,12 @@ def render(records: list[SampleRecord], dataroot: Path, planners: list[Planner],
     return written
 
 
-def warn_missing(planners: list[Planner], records: list[SampleRecord]) -> None:
-    """Say how many drawn samples a planner had no trajectory for (they are drawn GT-only, titled)."""
-    for planner in planners:
-        missing = sum(r.sample_token not in planner.predictions.trajectories for r in records)
+def warn_missing(layers: list[PredictionLayer], records: list[SampleRecord]) -> None:
+    """Say how many drawn samples a layer had no trajectory for (they are drawn GT-only, titled)."""
+    for layer in layers:
+        missing = sum(r.sample_token not in layer.predictions.trajectories for r in records)
         if missing:
-            print(f"warning: {planner.style.label}: {missing}/{len(records)} drawn samples have no trajectory "
+            print(f"warning: {layer.style.label}: {missing}/{len(records)} drawn samples have no trajectory "
                   f"(parse failures or tokens absent from the file; see the picture titles)")
 
 
@@ -225,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.dataroot}: split {args.split!r} has no samples to draw")
     options = FigureOptions(camera=args.camera, convention=args.convention, dpi=args.dpi)
     try:  # input problems end with the message that names the file and the fix, not a traceback
-        planners = [p for p in (load_planner(args.pred, PRED_STYLE), load_planner(args.pred2, PRED2_STYLE)) if p]
-        written = render(records, Path(args.dataroot), planners, Path(args.out), args.gif, options)
+        layers = [p for p in (load_layer(args.pred, PRED_STYLE), load_layer(args.pred2, PRED2_STYLE)) if p]
+        written = render(records, Path(args.dataroot), layers, Path(args.out), args.gif, options)
     except (PredictionFileError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    warn_missing(planners, records)
+    warn_missing(layers, records)
     print(f"wrote {len(written)} files under {args.out} (e.g. {written[0]})")
     return 0
 
