@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from tool_helpers import load_tool
 
 from vla_world.data.synthetic import synthetic_record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import eval_qa
-import show_examples
+eval_qa = load_tool("eval_qa")
+show_examples = load_tool("show_examples")
 
 
 def fake_records(dataroot, version=None, split="val", **_):
@@ -56,6 +55,13 @@ def test_eval_qa_scores_a_predictions_file(synthetic_data, tmp_path):
     markdown = (out / "qa_metrics.md").read_text()
     assert "| qa_action | predictions |" in markdown and "METEOR: unavailable" in markdown
     assert "| overall | prior |" in markdown and "| concise | prior |" in markdown
+    assert "| overall | command-copy |" in markdown and "| qa_action | command-copy |" in markdown
+    assert report["command_copy"]["n_examples"] == report["n_examples"]
+    run = report["run"]
+    assert run["split"] == "val" and run["seed"] == 0 and run["answers_row"] == "predictions"
+    assert run["tokens"] == f"n/a (answers read from {predictions})" and run["checkpoint"] is None
+    assert run["command"].startswith("python tools/eval_qa.py --predictions ")
+    assert "* split: `val`" in markdown and "* command: `python tools/eval_qa.py --predictions" in markdown
     assert set(report["per_granularity"]) == {"concise", "detailed"}
     assert sum(g["n"] for g in report["per_granularity"].values()) == report["n_examples"]
 
@@ -132,3 +138,85 @@ def test_questions_about_undetected_agents_are_not_asked():
     assert len(kept) + len(lost) == len(examples)
     with pytest.raises(SystemExit, match="no perception tokens for sample val0"):
         eval_qa.askable(examples, {})
+
+
+def answer_with_references(monkeypatch) -> dict:
+    """Stand in for the model: every askable question gets its reference answer; records the tokens used."""
+    seen = {}
+
+    def fake_generate(args, records, examples, tokens):
+        seen["tokens"] = tokens
+        return {e.example_id: e.answer for e in examples}
+
+    monkeypatch.setattr(eval_qa, "generate_answers", fake_generate)
+    return seen
+
+
+def checkpoint(tmp_path, data: dict, train: dict | None = None):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": data, "train": train or {"seed": 0}}))
+    return folder
+
+
+def test_eval_qa_refuses_a_silent_oracle(synthetic_data, tmp_path):
+    folder = checkpoint(tmp_path, {"token_source": "oracle"})
+    with pytest.raises(SystemExit, match="trained on oracle .*--tokens oracle"):
+        eval_qa.main(["--checkpoint", str(folder), "--no-meteor", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="--tokens chooses the perception tokens a --checkpoint answers from"):
+        eval_qa.main(["--predictions", "p.json", "--tokens", "oracle"])
+
+
+def test_oracle_tokens_only_by_name_and_the_row_says_so(synthetic_data, monkeypatch, tmp_path):
+    answer_with_references(monkeypatch)
+    folder = checkpoint(tmp_path, {"token_source": "oracle"})
+    out = tmp_path / "report"
+    assert eval_qa.main(["--checkpoint", str(folder), "--tokens", "oracle", "--no-meteor", "--out", str(out)]) == 0
+    report = json.loads((out / "qa_metrics.json").read_text())
+    assert report["run"]["answers_row"] == "model (oracle tokens)" and report["run"]["tokens"].startswith("oracle")
+    assert report["run"]["checkpoint"] == str(folder)
+    assert "| overall | model (oracle tokens) |" in (out / "qa_metrics.md").read_text()
+
+
+def test_default_tokens_are_the_checkpoints_own_cache(synthetic_data, monkeypatch, tmp_path):
+    from model_helpers import fake_tokens
+
+    from perception.tokens import save_token_cache
+
+    seen = answer_with_references(monkeypatch)
+    records = fake_records("x", split="val")
+    (tmp_path / "tokens").mkdir()
+    save_token_cache(tmp_path / "tokens" / "val.safetensors", {r.sample_token: fake_tokens(r) for r in records})
+    folder = checkpoint(tmp_path, {"token_source": "cache", "token_cache": str(tmp_path / "tokens")})
+    out = tmp_path / "report"
+    assert eval_qa.main(["--checkpoint", str(folder), "--no-meteor", "--out", str(out)]) == 0
+    report = json.loads((out / "qa_metrics.json").read_text())
+    assert report["run"]["tokens"] == f"token cache: {tmp_path / 'tokens' / 'val.safetensors'}"
+    assert report["run"]["answers_row"] == "model" and set(seen["tokens"]) == {"val0", "val1"}
+    assert report["overall"]["action"]["accuracy"] == 1.0
+
+
+def test_eval_qa_rebuilds_examples_with_the_checkpoints_settings(synthetic_data, tmp_path):
+    from vla_world.data import load_records
+    from vla_world.qa import StageDataConfig, build_stage_examples
+
+    folder = checkpoint(tmp_path, {"token_source": "oracle", "qa": {"max_range_m": 5.0, "max_prediction_questions": 0}},
+                        {"seed": 4})
+    args = eval_qa.build_parser().parse_args(["--checkpoint", str(folder)])
+    settings = eval_qa.run_settings(args)
+    assert settings.qa == StageDataConfig(max_range_m=5.0, max_prediction_questions=0) and settings.seed == 4
+    examples = build_stage_examples("instruct", load_records("x", split="val"), seed=4, config=settings.qa)
+    assert not any(e.kind == "qa_prediction" for e in examples)  # the saved settings took effect
+    args = eval_qa.build_parser().parse_args(["--checkpoint", str(folder), "--max-range-m", "30", "--seed", "1"])
+    assert eval_qa.run_settings(args).qa.max_range_m == 30.0 and eval_qa.run_settings(args).seed == 1
+    defaults = eval_qa.run_settings(eval_qa.build_parser().parse_args(["--predictions", "p.json"]))
+    assert defaults.qa == StageDataConfig() and defaults.seed == 0
+
+
+def test_a_bad_saved_qa_setting_names_the_field(tmp_path):
+    folder = checkpoint(tmp_path, {"qa": {"max_range_m": -1.0}})
+    with pytest.raises(SystemExit, match="data.qa: max_range_m must be > 0"):
+        eval_qa.run_settings(eval_qa.build_parser().parse_args(["--checkpoint", str(folder)]))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"qa": {"range": 3}}}))
+    with pytest.raises(SystemExit, match=r"unknown field\(s\) \['range'\]"):
+        eval_qa.run_settings(eval_qa.build_parser().parse_args(["--checkpoint", str(folder)]))

@@ -13,7 +13,7 @@ from vla_world.data.records import CMD_LEFT, CMD_RIGHT, NUM_FUTURE, STEP_SECONDS
 from vla_world.data.synthetic import synthetic_record
 from vla_world.qa import STAGES, StageDataConfig, build_stage_examples
 from vla_world.qa.driving_qa import MODE_SUFFIX
-from vla_world.qa.facts import agent_facts, map_facts
+from vla_world.qa.facts import agent_facts
 from vla_world.qa.labels import ego_action, ego_reasons
 
 T = STEP_SECONDS * np.arange(1, NUM_FUTURE + 1)
@@ -33,8 +33,9 @@ def turning_left(record, radius=10.0, speed=5.0):
 
 
 def labels_of(record):
-    action = ego_action(record)
-    return action, ego_reasons(record, action, agent_facts(record, 50.0), map_facts(record, 50.0))
+    agents = agent_facts(record, 50.0)
+    action = ego_action(record, agents)
+    return action, ego_reasons(record, action, agents)
 
 
 def test_pedestrian_crossing_ahead_means_stop_for_a_person():
@@ -136,18 +137,19 @@ def test_motion_masked_steps_are_unknown():
     assert example.meta["future_mask"] == [True] * 4 + [False] * 2
 
 
-def test_planning_skips_incomplete_futures_and_says_how_many(caplog):
-    records = [synthetic_record(token="full"), synthetic_record(token="cut", future_valid=4)]
+def test_the_build_logs_how_many_samples_gave_none(caplog):
+    records = [synthetic_record(token="cars", agents=[("car", 5.0, 10.0, 2.0, 0.0)]), synthetic_record(token="empty")]
     with caplog.at_level(logging.INFO, logger="vla_world.qa.examples"):
-        examples = build_stage_examples("planning", records)
-    assert [e.sample_token for e in examples] == ["full"]
-    assert examples[0].answer == "<traj_start>[(0.00,2.50),(0.00,5.00),(0.00,7.50),(0.00,10.00),(0.00,12.50),(0.00,15.00)]<traj_end>"
-    assert "1 samples gave none (future incomplete" in caplog.text
+        examples = build_stage_examples("motion", records)
+    assert [e.sample_token for e in examples] == ["cars"]
+    assert "1 examples from 2 samples (agent_motion 1); 1 samples gave none" in caplog.text
 
 
 def test_unknown_stage_is_a_readable_error():
-    with pytest.raises(ValueError, match="unknown stage 'plan'.*align, instruct, motion, planning"):
-        build_stage_examples("plan", scenes())
+    # planning examples have one home, vla_world.training.data.planning_examples; the error says so
+    assert STAGES == ("align", "instruct", "motion")
+    with pytest.raises(ValueError, match="unknown stage 'planning'.*align, instruct, motion.*training.data.planning_examples"):
+        build_stage_examples("planning", scenes())
 
 
 def assert_no_scene_leak(train_records, val_records):
@@ -181,3 +183,26 @@ def test_range_limits_which_agents_are_described():
     assert [e.focus_track_id for e in near if e.kind == "agent_caption"] == [0]
     far = build_stage_examples("align", [record], config=StageDataConfig(max_range_m=50.0))
     assert [e.focus_track_id for e in far if e.kind == "agent_caption"] == [0, 1]
+
+
+@pytest.mark.parametrize(("field", "bad"), [("max_range_m", float("nan")), ("max_range_m", -5.0),
+                                           ("max_agent_captions", -1), ("max_prediction_questions", -1),
+                                           ("max_motion_agents", -1), ("motion_min_valid_steps", 0),
+                                           ("motion_min_valid_steps", 7)])
+def test_every_setting_is_checked_and_named(field, bad):
+    from vla_world.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=f"configs/instruct/x.yaml: data.qa: {field} must be"):
+        config_from_dict(StageDataConfig, {field: bad}, "configs/instruct/x.yaml: data.qa")
+
+
+def test_every_setting_has_a_comment():
+    import dataclasses
+    import inspect
+
+    from vla_world.qa import config
+
+    lines = inspect.getsource(config.StageDataConfig).splitlines()
+    for f in dataclasses.fields(StageDataConfig):
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{f.name}:"))
+        assert lines[at - 1].strip().startswith("#"), f"StageDataConfig.{f.name} has no comment above it"

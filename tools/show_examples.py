@@ -5,19 +5,18 @@
     python tools/show_examples.py --stage motion --sample-token <token> --json
 
 Positions in the text are in the ego's LiDAR frame (x right, y forward, metres); motion answers
-are in the agent's own frame (its heading is +y). See docs/stage_data.md.
+are in the agent's own frame (its heading is +y). See docs/stage_data.md. The QA stages come from
+`vla_world.qa.build_stage_examples`; planning from `vla_world.training.data.planning_examples`,
+the one builder of the examples the planning stage trains on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 from collections import defaultdict
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataclasses import asdict
 
 from vla_world.qa.config import StageDataConfig
 
@@ -52,34 +51,45 @@ def pick_record(records, index: int, token: str | None, where: str):
     return records[index]
 
 
-def render(example) -> str:
-    head = f"[{example.stage}/{example.kind}" + (f" {example.meta['granularity']}" if "granularity" in example.meta else "")
+def render(stage: str, example) -> str:
+    head = f"[{stage}/{example.kind}" + (f" {example.meta['granularity']}" if "granularity" in example.meta else "")
     head += (f" focus_track_id={example.focus_track_id}" if example.focus_track_id is not None else "") + "]"
     wrap = lambda label, text: textwrap.fill(text, 110, initial_indent=label, subsequent_indent=" " * len(label))
     return "\n".join([head, wrap("  Q: ", example.question), wrap("  A: ", example.answer)])
 
 
+def stage_examples(stage: str, record, seed: int, config: StageDataConfig) -> list:
+    """The examples of one stage for one record: planning's from the trainer's own builder."""
+    if stage == "planning":
+        from vla_world.training.data import planning_examples
+
+        return planning_examples([record])
+    from vla_world.qa import build_stage_examples
+
+    return build_stage_examples(stage, [record], seed=seed, config=config)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vla_world.data import load_records
-    from vla_world.qa import STAGES, build_stage_examples
+    from vla_world.qa import STAGES
 
     records = load_records(args.dataroot, version=args.version, split=args.split, progress=False)
     record = pick_record(records, args.sample, args.sample_token, f"{args.dataroot} split {args.split}")
-    stages = STAGES if args.stage == "all" else (args.stage,)
+    stages = (*STAGES, "planning") if args.stage == "all" else (args.stage,)
     config = StageDataConfig(max_range_m=args.max_range_m)
-    shown = []
+    shown = []  # (stage, example)
     for stage in stages:
         by_kind = defaultdict(list)
-        for example in build_stage_examples(stage, [record], seed=args.seed, config=config):
+        for example in stage_examples(stage, record, args.seed, config):
             by_kind[example.kind].append(example)
         for examples in by_kind.values():
-            shown += examples[: args.per_kind or None]
+            shown += [(stage, e) for e in examples[: args.per_kind or None]]
     if args.json:
-        print(json.dumps([e.to_dict() for e in shown], indent=1))
+        print(json.dumps([{"stage": stage, **asdict(e)} for stage, e in shown], indent=1))
         return 0
     print(f"sample {record.sample_token} ({record.scene_name}, frame {record.frame_index}, command {record.command_text})\n")
-    print("\n\n".join(render(e) for e in shown))
+    print("\n\n".join(render(stage, e) for stage, e in shown))
     return 0
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import parse_trajectory
+from vla_world.config import config_from_dict
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
@@ -114,7 +115,8 @@ def saved_data_config(checkpoint: str | Path) -> DataConfig:
         raise FileNotFoundError(f"{config_file}: missing, so the token source is unknown; pass --tokens FILE or "
                                 "--tokens oracle")
     saved = yaml.safe_load(config_file.read_text()).get("data", {})
-    return DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+    known = {k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__}  # older checkpoints: extra keys
+    return config_from_dict(DataConfig, known, source=str(config_file))
 
 
 def resolve_token_source(checkpoint: str | Path, split: str, requested: str | None = None) -> TokenSource:

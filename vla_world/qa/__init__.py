@@ -1,9 +1,11 @@
-"""Stage data for the LLM: captions (align), driving QA (instruct), agent motion, ego planning.
+"""Stage data of the QA stages: captions (align), driving QA (instruct), agent motion (motion).
 
-    from vla_world.qa import build_stage_examples, StageExample
-    examples = build_stage_examples("instruct", records, seed=0)
+    from vla_world.qa import build_stage_examples, StageDataConfig, StageExample
+    examples = build_stage_examples("instruct", records, seed=0, config=StageDataConfig())
 
-See docs/stage_data.md for the kinds, the label rules and example counts.
+Questions read only the planner's input (`vla_world.qa.questions`); answers and labels read the
+record. The planning stage's examples are `vla_world.training.data.planning_examples`. See
+docs/stage_data.md for the kinds, the label rules and example counts.
 """
 
 from vla_world.qa.config import StageDataConfig

@@ -2,16 +2,18 @@
 
 OpenDriveVLA's hierarchical alignment teaches the projectors what scene, agent and map tokens
 mean by captioning each. We write the captions from the record with templates (several phrasings
-per fact, seeded choice), so they are exact and need no external caption data.
+per fact, seeded choice), so they are exact and need no external caption data. The questions
+come from `vla_world.qa.questions`, which reads only the planner's input.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from vla_world.data.planner_input import planner_input
 from vla_world.data.records import DETECTION_CLASSES, SampleRecord
+from vla_world.qa import questions
 from vla_world.qa.config import StageDataConfig
-from vla_world.qa.examples import StageExample
 from vla_world.qa.facts import AgentFact, MapFacts, agent_facts, map_facts
 from vla_world.qa.phrasing import (
     Chooser,
@@ -24,35 +26,22 @@ from vla_world.qa.phrasing import (
     motion_words,
     where,
 )
-
-SCENE_QUESTIONS = (
-    "Describe the driving scene around the ego vehicle.",
-    "What does the scene around the ego car look like?",
-    "Give a caption of the current traffic scene.",
-)
-AGENT_QUESTIONS = (
-    "Please provide a caption and the BEV coordinate for this object.",
-    "Describe this object: what is it, where is it and how is it moving?",
-    "What is this object and where is it relative to the ego?",
-)
-MAP_QUESTIONS = (
-    "Describe the map elements around the ego vehicle.",
-    "What is the road layout around the ego car?",
-    "Please provide a caption for the map.",
-)
+from vla_world.qa.stage_example import StageExample
 
 
 def caption_examples(record: SampleRecord, seed: int, config: StageDataConfig) -> list[StageExample]:
     """One scene caption, one map caption and one caption per nearby agent."""
     agents = agent_facts(record, config.max_range_m)
     layout = map_facts(record, config.max_range_m)
-    token = record.sample_token
-    choose = Chooser(seed, token, "align")
-    examples = [StageExample(token, "align", "scene_caption", choose.pick(SCENE_QUESTIONS), scene_caption(record, agents, layout, choose))]
+    inp, token = planner_input(record), record.sample_token
+    choose = Chooser(seed, token, "align")  # answers' phrasing; questions have their own (vla_world.qa.questions)
+    examples = [StageExample(token, "align", "scene_caption", questions.scene_caption_question(inp, seed),
+                             scene_caption(record, agents, layout, choose))]
     for agent in agents[: config.max_agent_captions]:
-        examples.append(StageExample(token, "align", "agent_caption", choose.pick(AGENT_QUESTIONS),
+        examples.append(StageExample(token, "align", "agent_caption", questions.agent_caption_question(inp, seed, agent.track_id),
                                      agent_caption(agent, choose), focus_track_id=agent.track_id, meta={"class": agent.cls}))
-    examples.append(StageExample(token, "align", "map_caption", choose.pick(MAP_QUESTIONS), map_caption(layout, choose)))
+    examples.append(StageExample(token, "align", "map_caption", questions.map_caption_question(inp, seed),
+                                 map_caption(layout, choose)))
     return examples
 
 

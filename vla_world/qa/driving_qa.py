@@ -5,21 +5,22 @@ split-entry hybrid granularity): a "detailed" answer that explains, and a "conci
 would say. The question ends with a fixed mode phrase so the model can tell which one is wanted.
 Action answers use the fixed vocabulary of `vla_world.qa.vocab` so the metrics can score them;
 `qa_structured` holds description, action and justification as one JSON object (papers 001/003).
+Questions come from `vla_world.qa.questions` (the planner's input only); answers and labels from
+the record (`vla_world.qa.labels`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import DETECTION_CLASSES, SampleRecord
-from vla_world.qa import labels
+from vla_world.qa import labels, questions, vocab
 from vla_world.qa.captions import ego_motion, scene_caption
 from vla_world.qa.config import StageDataConfig
-from vla_world.qa.examples import GRANULARITIES, StageExample
 from vla_world.qa.facts import (
     AgentFact,
     MapFacts,
@@ -41,6 +42,7 @@ from vla_world.qa.phrasing import (
     motion_words,
     where,
 )
+from vla_world.qa.stage_example import GRANULARITIES, StageExample
 
 MODE_SUFFIX = {"detailed": " Explain in detail.", "concise": " Answer briefly."}
 MAX_LISTED = 5  # agents named one by one in a detailed answer; the rest are counted
@@ -60,34 +62,32 @@ class Asked:
 def driving_qa_examples(record: SampleRecord, seed: int, config: StageDataConfig) -> list[StageExample]:
     """Perception, prediction, attention, action and structured QA, each detailed and concise."""
     agents = agent_facts(record, config.max_range_m)
-    choose = Chooser(seed, record.sample_token, "instruct")
+    inp = planner_input(record)  # what the questions may read; the answers read the record
+    choose = Chooser(seed, record.sample_token, "instruct")  # answers' phrasing; each question has its own
     layout = map_facts(record, config.max_range_m)
     important = labels.attention(record, agents)
-    asked = _perception(agents, choose) + _prediction(record, agents, config, choose)
-    asked.append(_attention(important, choose))
-    action = labels.ego_action(record)
+    asked = _perception(inp, seed, agents, choose) + _prediction(inp, seed, record, agents, config, choose)
+    asked.append(_attention(questions.attention_question(inp, seed), important, choose))
+    action = labels.ego_action(record, agents)
     if action is not None:  # fewer than 2 annotated future steps: no label to teach or score
-        reasons = labels.ego_reasons(record, action, agents, layout)
-        asked.append(_action(record, important, action, reasons, choose))
-        asked.append(_structured(record, agents, layout, action, reasons, choose))
+        reasons = labels.ego_reasons(record, action, agents)
+        asked.append(_action(questions.action_question(inp, seed), record, important, action, reasons, choose))
+        asked.append(_structured(questions.structured_question(inp, seed), record, agents, layout, action, reasons,
+                                 choose))
     return [StageExample(record.sample_token, "instruct", a.kind, a.question + MODE_SUFFIX[g], a.answers[g],
                          a.focus_track_id, {**a.meta, "granularity": g})
             for a in asked for g in GRANULARITIES]
 
 
-def _perception(agents: list[AgentFact], choose: Chooser) -> list[Asked]:
-    present = sorted({a.cls for a in agents}, key=DETECTION_CLASSES.index)
-    # Now and then ask about a class that is absent, so "none" is a learnt answer too.
-    cls = choose.pick(present) if present and choose.pick((True, True, True, False)) else choose.pick(DETECTION_CLASSES)
+def _perception(inp: PlannerInput, seed: int, agents: list[AgentFact], choose: Chooser) -> list[Asked]:
+    cls, question = questions.count_question(inp, seed)
     of_class = [a for a in agents if a.cls == cls]
     listed = [where(a.x, a.y, choose) for a in of_class[:MAX_LISTED]]
     more = f", and {len(of_class) - MAX_LISTED} more" if len(of_class) > MAX_LISTED else ""
     counted = {"concise": f"{count(len(of_class), cls).capitalize()}.",
                "detailed": f"There {'is' if len(of_class) == 1 else 'are'} {count(len(of_class), cls)} around the ego"
                            + (": " + "; ".join(listed) + more if listed else "") + "."}
-    question = choose.pick((f"How many {class_word(cls, True)} are around the ego vehicle?",
-                            f"Count the {class_word(cls, True)} near the ego car."))
-    nearest = choose.pick(("What is the closest road user to the ego vehicle?", "Which object is nearest to the ego car?"))
+    nearest = questions.nearest_question(inp, seed)
     return [Asked("qa_perception", question, counted, meta={"question_type": "count", "class": cls, "count": len(of_class)}),
             Asked("qa_perception", nearest, _nearest(agents, choose), meta={"question_type": "nearest"})]
 
@@ -101,7 +101,8 @@ def _nearest(agents: list[AgentFact], choose: Chooser) -> dict[str, str]:
             "detailed": f"The closest road user is {name}, {where(a.x, a.y, choose)} (BEV {bev(a.x, a.y)}), {motion_words(a, choose)}."}
 
 
-def _prediction(record: SampleRecord, agents: list[AgentFact], config: StageDataConfig, choose: Chooser) -> list[Asked]:
+def _prediction(inp: PlannerInput, seed: int, record: SampleRecord, agents: list[AgentFact], config: StageDataConfig,
+                choose: Chooser) -> list[Asked]:
     # Moving agents first: parked cars would otherwise fill the quota with "stay stopped".
     ranked = sorted(agents, key=lambda a: (not a.moving, a.distance))
     asked = []
@@ -116,8 +117,7 @@ def _prediction(record: SampleRecord, agents: list[AgentFact], config: StageData
         seconds = 0.5 * valid_prefix(mask)
         detailed = (f"{describe_agent(agent, choose).capitalize()} is {motion_words(agent, choose)}. Over the next {seconds:.1f} s "
                     f"it will {intent}, ending {_own_frame_words(end)}.")
-        question = choose.pick((f"What will {describe_agent(agent, choose)} do in the next 3 seconds?",
-                                f"Predict the behaviour of this {class_word(agent.cls)} ({describe_agent(agent, choose)})."))
+        question = questions.prediction_question(inp, seed, agent.track_id)
         asked.append(Asked("qa_prediction", question, {"detailed": detailed, "concise": f"It will {intent}."},
                            agent.track_id, {"intent": intent}))
     return asked
@@ -133,9 +133,7 @@ def _own_frame_words(end: np.ndarray) -> str:
     return f"{along} and {metres(end[0])} to its {'right' if end[0] > 0 else 'left'}"
 
 
-def _attention(items: list[labels.Attention], choose: Chooser) -> Asked:
-    question = choose.pick(("Which road users should the ego vehicle pay attention to, and why?",
-                            "What are the important objects for the ego's next 3 seconds?"))
+def _attention(question: str, items: list[labels.Attention], choose: Chooser) -> Asked:
     meta = {"important_track_ids": [i.fact.track_id for i in items]}
     if not items:
         return Asked("qa_attention", question, {"concise": "None: the way ahead is clear.",
@@ -146,10 +144,9 @@ def _attention(items: list[labels.Attention], choose: Chooser) -> Asked:
     return Asked("qa_attention", question, {"concise": join(named[:MAX_LISTED]).capitalize() + ".", "detailed": detailed}, meta=meta)
 
 
-def _action(record: SampleRecord, important: list[labels.Attention], action: str, reasons: list[str],
+def _action(question: str, record: SampleRecord, important: list[labels.Attention], action: str, reasons: list[str],
             choose: Chooser) -> Asked:
-    label = f"Action: {action}. Reasons: {'; '.join(reasons)}."
-    question = choose.pick(("What should the ego vehicle do next, and why?", "Which driving action fits this scene, and for what reason?"))
+    label = vocab.action_sentence(action, reasons)
     answers = {"concise": label, "detailed": f"{label} Explanation: {_explanation(record, important, choose)}"}
     return Asked("qa_action", question, answers, meta={"action": action, "reasons": reasons})
 
@@ -166,13 +163,11 @@ def _explanation(record: SampleRecord, important: list[labels.Attention], choose
     return text
 
 
-def _structured(record: SampleRecord, agents: list[AgentFact], layout: MapFacts, action: str, reasons: list[str],
-                choose: Chooser) -> Asked:
+def _structured(question: str, record: SampleRecord, agents: list[AgentFact], layout: MapFacts, action: str,
+                reasons: list[str], choose: Chooser) -> Asked:
     by_class = Counter(a.cls for a in agents)
     short = ego_motion(record, choose) + " " + (
         ("Nearby: " + join([count(by_class[c], c) for c in DETECTION_CLASSES if by_class[c]]) + ".") if agents else "No agents nearby.")
-    answers = {g: json.dumps({"description": text, "action": action, "justification": reasons})
+    answers = {g: vocab.structured_answer(text, action, reasons)
                for g, text in (("detailed", scene_caption(record, agents, layout, choose)), ("concise", short))}
-    question = ("Describe the scene, choose the driving action and justify it. Reply in JSON with the keys "
-                "\"description\", \"action\" and \"justification\".")
     return Asked("qa_structured", question, answers, meta={"action": action, "reasons": reasons})

@@ -1,11 +1,12 @@
 """Score answers to stage examples, overall, per granularity and per kind, and render the report.
 
     report = evaluate_answers(examples, {example_id: answer}, meteor=True)
-    reports = evaluate_answer_sets(examples, {"model": answers, "prior": prior}, meteor=True)
-    Path("qa.md").write_text(report_markdown(reports))
+    reports = evaluate_answer_sets(examples, {"model": answers, "prior": prior, "command-copy": copy}, meteor=True)
+    Path("qa.md").write_text(report_markdown(reports, run={"split": "val", ...}))
 
-Several answer sets (the model's and the no-model prior of `vla_world.qa.prior`) are scored
-against the same examples so they can stand in one table. Text metrics for every group; for kinds with an action label (qa_action, qa_structured) also
+Several answer sets (the model's, the no-model prior of `vla_world.qa.prior` and the command-copy
+answers of `vla_world.qa.command_copy`) are scored against the same examples so they can stand in
+one table. Text metrics for every group; for kinds with an action label (qa_action, qa_structured) also
 meta-action accuracy / macro-F1 and per-sample reason F1 (see `vla_world.qa.metrics`). Examples
 without an answer are scored as an empty answer and counted as `missing`; answers whose action
 cannot be read are listed under `failures` with the reason.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from vla_world.qa.examples import StageExample
 from vla_world.qa.metrics import (
     METEOR_OFF,
     action_metrics,
@@ -25,6 +25,7 @@ from vla_world.qa.metrics import (
     reason_f1,
     tokenize_sets,
 )
+from vla_world.qa.stage_example import StageExample
 
 TEXT_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -95,13 +96,22 @@ def _group_report(ids, by_id, hyps, missing, gts, res, meteor_items, meteor_over
     return report
 
 
-def report_markdown(reports: dict[str, dict], title: str = "QA evaluation", note: str = "") -> str:
+RUN_KEYS = ("split", "tokens", "checkpoint", "predictions", "seed", "command")  # shown in the markdown, in order
+
+
+def report_markdown(reports: dict[str, dict], title: str = "QA evaluation", note: str = "",
+                    run: dict | None = None) -> str:
     """Text metrics and action/reason metrics, one row per (group, answer set): overall, per
-    granularity, per kind. `reports` is {answer set name: report}, e.g. {"model": ..., "prior": ...}."""
+    granularity, per kind. `reports` is {answer set name: report}, e.g. {"model": ..., "prior": ...};
+    `run` (split, token source, checkpoint, seed, command, ...) is listed first, so a table never
+    travels without what it was measured on."""
     first = next(iter(reports.values()))
     summary = "; ".join(f"{name}: {r['n_missing']} without an answer, {len(r['unknown_ids'])} with unknown ids"
                         for name, r in reports.items())
-    lines = [f"# {title}", "", f"{first['n_examples']} examples ({summary}).", ""]
+    lines = [f"# {title}", ""]
+    if run:
+        lines += [f"* {key}: `{run[key]}`" for key in RUN_KEYS if run.get(key) is not None] + [""]
+    lines += [f"{first['n_examples']} examples ({summary}).", ""]
     lines += [note, ""] if note else []
     rows = _rows(reports)
     lines += ["| group | answers | n | " + " | ".join(TEXT_KEYS) + " |", "|---|---|---:|" + "---:|" * len(TEXT_KEYS)]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString, box
+from shapely.geometry import LineString, Polygon, box
 
+from vla_world.data.geometry import wrap_angle
 from vla_world.data.records import (
     DETECTION_CLASSES,
     MAP_CLASSES,
@@ -25,7 +26,6 @@ from vla_world.data.records import (
 )
 
 MOVING_SPEED = 0.5  # m/s; nuScenes' own moving/stopped attribute split is about this speed
-TURN_LATERAL_M = 2.0  # m at the last step; the lateral offset UniAD/VAD use to call a command a turn
 VEHICLES = frozenset({"car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "bicycle"})
 EGO_HEADING = np.pi / 2  # the ego looks along +y in its LiDAR frame
 
@@ -42,7 +42,8 @@ class AgentFact:
     yaw: float  # rad, CCW from +x (LiDAR frame)
     width: float  # m
     length: float  # m
-    speed: float  # m/s
+    speed: float  # m/s (0 where nuScenes leaves the velocity nan)
+    along: float  # m/s, velocity along the ego's heading (+y); negative = towards the ego
 
     @property
     def distance(self) -> float:
@@ -70,10 +71,6 @@ class MapFacts:
     crossing_ahead_m: float | None  # distance along +y to the nearest ped crossing in the ego's lane
 
 
-def wrap_angle(angle: float) -> float:
-    return float((angle + np.pi) % (2 * np.pi) - np.pi)
-
-
 def agent_facts(record: SampleRecord, max_range_m: float) -> list[AgentFact]:
     """Agents of known class within `max_range_m` (along x and y), nearest first."""
     facts = []
@@ -82,10 +79,9 @@ def agent_facts(record: SampleRecord, max_range_m: float) -> list[AgentFact]:
         x, y, _, w, length, _, yaw = (float(v) for v in record.agent_box[i])
         if cls_index < 0 or max(abs(x), abs(y)) > max_range_m:
             continue
-        speed = float(np.hypot(*record.agent_velocity[i]))
-        if not np.isfinite(speed):  # nuScenes leaves velocity nan for boxes without neighbours
-            speed = 0.0
-        facts.append(AgentFact(i, int(record.agent_track_id[i]), DETECTION_CLASSES[cls_index], x, y, yaw, w, length, speed))
+        velocity = np.nan_to_num(record.agent_velocity[i].astype(np.float64))  # nuScenes leaves it nan for boxes without neighbours
+        facts.append(AgentFact(i, int(record.agent_track_id[i]), DETECTION_CLASSES[cls_index], x, y, yaw, w, length,
+                               float(np.hypot(*velocity)), float(velocity[1])))
     return sorted(facts, key=lambda f: (f.distance, f.track_id))
 
 
@@ -152,6 +148,23 @@ def map_facts(record: SampleRecord, max_range_m: float, lane_half_width_m: float
         boundary_right_m=min(right["road_boundary"], default=None),
         crossing_ahead_m=min(crossings, default=None),
     )
+
+
+def crosswalk_areas(record: SampleRecord) -> list[Polygon]:
+    """The record's pedestrian crossings as areas, LiDAR frame.
+
+    Their polylines are closed outlines (nuScenes polygons, `vla_world.data.map_polylines`); an
+    open or degenerate one is widened by half a metre each side so it still has an area.
+    """
+    areas = []
+    for type_index, points in zip(record.map_type, record.map_polylines):
+        if MAP_CLASSES[int(type_index)] != "ped_crossing" or len(points) < 2:
+            continue
+        points = np.asarray(points, dtype=np.float64)
+        closed = len(points) >= 4 and np.allclose(points[0], points[-1])
+        area = Polygon(points) if closed else LineString(points).buffer(0.5)
+        areas.append(area if area.is_valid and area.area > 0 else LineString(points).buffer(0.5))
+    return areas
 
 
 def _crossing_xs(geometry) -> list[float]:

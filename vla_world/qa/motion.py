@@ -7,28 +7,24 @@ the same text for every agent, whatever its position and heading around the ego.
 Masked steps (the instance is not annotated at that keyframe, or the scene ends) are written
 `(UN,UN)` as in OpenDriveVLA, and the mask travels in meta["future_mask"] so a scorer can ignore
 them; agents with fewer than `motion_min_valid_steps` annotated steps get no example at all.
+Numbers are written by `planning.codec.format_points`, the one number format of every prompt and
+answer (two decimals, never "-0.00", so equal futures give equal strings).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
+from planning.codec import format_points
+from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
+from vla_world.qa import questions
 from vla_world.qa.config import StageDataConfig
-from vla_world.qa.examples import StageExample
 from vla_world.qa.facts import agent_facts, own_frame_future
-from vla_world.qa.phrasing import Chooser, class_word
-
-UNKNOWN = "(UN,UN)"
-MOTION_QUESTIONS = (
-    "Predict the future trajectory of this {cls} for the next 3 seconds, in its own frame.",
-    "Where will this {cls} be over the next 3 seconds? Give 6 waypoints in its own frame.",
-)
+from vla_world.qa.stage_example import StageExample
 
 
 def motion_examples(record: SampleRecord, seed: int, config: StageDataConfig) -> list[StageExample]:
     """One example per nearby agent with enough annotated future (nearest first)."""
-    choose = Chooser(seed, record.sample_token, "motion")
+    inp = planner_input(record)
     examples = []
     for agent in agent_facts(record, config.max_range_m):
         if len(examples) == config.max_motion_agents:
@@ -36,19 +32,9 @@ def motion_examples(record: SampleRecord, seed: int, config: StageDataConfig) ->
         own, mask = own_frame_future(record, agent.index)
         if int(mask.sum()) < config.motion_min_valid_steps:
             continue
-        question = choose.pick(MOTION_QUESTIONS).format(cls=class_word(agent.cls))
-        examples.append(StageExample(record.sample_token, "motion", "agent_motion", question, format_motion(own, mask),
+        question = questions.motion_question(inp, seed, agent.track_id)
+        examples.append(StageExample(record.sample_token, "motion", "agent_motion", question, format_points(own, mask),
                                      focus_track_id=agent.track_id,
                                      meta={"class": agent.cls, "future_mask": mask.tolist(), "future_own": own.round(2).tolist()}))
     return examples
 
-
-def format_motion(waypoints: np.ndarray, mask: np.ndarray) -> str:
-    """`[(x,y),...,(UN,UN)]`: 2 decimals, no spaces, the style of `planning.codec.format_trajectory`."""
-    points = [f"({_fmt(x)},{_fmt(y)})" if ok else UNKNOWN for (x, y), ok in zip(waypoints, mask)]
-    return "[" + ",".join(points) + "]"
-
-
-def _fmt(value: float) -> str:
-    text = f"{value:.2f}"
-    return "0.00" if text == "-0.00" else text  # equal futures must give equal strings

@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from vla_world.qa.examples import StageExample
+from vla_world.qa.stage_example import StageExample
 
 Group = tuple[str, str | None]  # (kind, granularity)
 MAX_CANDIDATES = 64  # distinct answers tried per group: fitting costs candidates x distinct answers

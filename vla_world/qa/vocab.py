@@ -8,10 +8,14 @@ The 4 actions follow BDD-OIA. The 21 reasons keep BDD-OIA's count and spirit but
 what our labels can see: every reason is derived from ground-truth agents, map polylines and the
 ego's future (see `vla_world.qa.labels`). Annotations carry no traffic-light state, so BDD-OIA's
 light/sign reasons become one honest "unseen cause" reason for stops we cannot explain.
+
+Written by `action_sentence` / `structured_answer` (the labels' templates, also used by the
+command-copy answerer) and read back by `find_action` / `find_reasons`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 KEEP_FORWARD, STOP, TURN_LEFT, TURN_RIGHT = "keep forward", "stop/slow down", "turn left", "turn right"
@@ -80,3 +84,13 @@ def find_reasons(text: str) -> list[str]:
     start = text.lower().find("reasons:")
     found = {m.group(1).lower() for m in _REASON_RE.finditer(text, start + 1 if start >= 0 else 0)}
     return [r for r in REASONS if r in found]
+
+
+def action_sentence(action: str, reasons: list[str] | tuple[str, ...]) -> str:
+    """`Action: <action>. Reasons: <r1>; <r2>.`: the head of every qa_action answer."""
+    return f"Action: {action}. Reasons: {'; '.join(reasons)}."
+
+
+def structured_answer(description: str, action: str, reasons: list[str] | tuple[str, ...]) -> str:
+    """The qa_structured answer: one JSON object with description, action and justification."""
+    return json.dumps({"description": description, "action": action, "justification": list(reasons)})
