@@ -67,9 +67,10 @@ def test_plan_tool_prints_parse_status(chain, capsys):
 
     sample = load_records(world, split="val", progress=False)[0].sample_token
     assert load_tool("plan").main(["--checkpoint", str(ckpt / "planning" / "last"), "--dataroot", str(world),
-                                   "--sample", sample, "--oracle"]) == 0
+                                   "--sample", sample, "--tokens", "oracle"]) == 0
     out = capsys.readouterr().out
     assert f"sample {sample}" in out and "parse: " in out
+    assert "perception tokens: oracle (ground truth)" in out  # the source is printed, never silent
 
 
 @pytest.mark.slow

@@ -21,8 +21,8 @@ exactly what a user would type):
 
 Settings were chosen on val; every reported number is on test (docs/results.md says why).
 
-    python tools/demo.py                      # everything (make demo), ~see README for the time it takes
-    python tools/demo.py --seeds 0 1 2 --keep --results-md docs/results.md   # make results: 3 planning seeds
+    python tools/demo.py --readme README.md --results-md docs/results.md   # make demo: everything, 3 planning seeds
+    python tools/demo.py --seeds 0            # one planning seed (about half the time)
     python tools/demo.py --oracle             # LLM stages on oracle (ground-truth) tokens
     python tools/demo.py --until baselines    # stop early
 """
@@ -203,6 +203,30 @@ def run_step(step: Step, keep: bool) -> float:
     return time.perf_counter() - start
 
 
+def side_by_side(steps: list[Step], jobs: int) -> list[Step]:
+    """The next steps to run together: up to `jobs` planning seeds in a row, else the next step alone."""
+    batch = [steps[0]]
+    while jobs > 1 and batch[0].name.startswith("planning") and len(batch) < min(jobs, len(steps)) \
+            and steps[len(batch)].name.startswith("planning"):
+        batch.append(steps[len(batch)])
+    return batch
+
+
+def run_steps(batch: list[Step], keep: bool) -> dict[str, float]:
+    """Run one step, or several independent training runs at once; {name: seconds}."""
+    if len(batch) == 1:
+        return {batch[0].name: round(run_step(batch[0], keep), 1)}
+    todo = [s for s in batch if not (keep and s.keep_if is not None and s.keep_if.exists())]
+    print(f"\n=== {', '.join(s.name for s in todo)}: side by side", flush=True)
+    start = time.perf_counter()
+    running = [(s, subprocess.Popen(s.command, cwd=ROOT)) for s in todo]
+    for step, proc in running:
+        if proc.wait() != 0:
+            raise SystemExit(f"demo step '{step.name}' failed (exit {proc.returncode}): {' '.join(step.command[1:])}")
+    seconds = round(time.perf_counter() - start, 1)
+    return {s.name: (seconds if s in todo else 0.0) for s in batch}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/mini_world", help="where the mini world is (built if missing)")
@@ -218,19 +242,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", default=None, help="stop after the step of this name")
     p.add_argument("--smoke", action="store_true",
                    help="every step at the smallest size (2 short scenes, 2 training steps per stage): checks the path")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="planning-stage seeds (each a run from the same motion checkpoint; default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="planning-stage seeds, each a run from the same motion checkpoint; the VLA row is their "
+                        "mean +- std (default: 0 1 2; --seeds 0 halves the demo's time)")
     p.add_argument("--keep", action="store_true", help="skip a training step whose run already finished (make results)")
     p.add_argument("--results-md", default=None, help="also write the results page here (make results: docs/results.md)")
     p.add_argument("--readme", default=None,
                    help="rewrite the results table of this README from the run (make demo: README.md)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many planning seeds side by side (each run is single-threaded and "
+                        "deterministic, so the results equal a sequential run's)")
     a = p.parse_args(argv)
     if 0 not in a.seeds:
         p.error("--seeds must include 0 (the demo's own planning run, checkpoints/planning)")
     timings: dict[str, float] = {}
-    for step in build_steps(a):
-        timings[step.name] = round(run_step(step, a.keep), 1)
-        if a.until and step.name.startswith(a.until):
+    steps = build_steps(a)
+    while steps:
+        batch = side_by_side(steps, a.jobs)
+        steps = steps[len(batch):]
+        timings.update(run_steps(batch, a.keep))
+        if a.until and any(step.name.startswith(a.until) for step in batch):
             break
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "demo_timings.json").write_text(json.dumps(timings, indent=1))
