@@ -51,3 +51,23 @@ def test_missing_markers_or_section_are_clear_errors(tmp_path):
         demo_readme.rewrite(readme, "x")
     with pytest.raises(SystemExit, match="ST-P3"):
         demo_readme.results_block("# nothing\n")
+
+
+TABLE = """| Method | L2 Avg (m) | Col. Avg (%) |
+|---|---:|---:|
+| Constant velocity | 1.50 | 2.00 |
+| CTRA prior | 0.90 | 1.00 |
+| Ego-MLP (3 seeds) | 0.55 ± 0.02 | 0.50 ± 0.10 |
+| VLA-tiny (3 seeds) | 1.20 ± 0.30 | 1.50 ± 0.20 |
+| GT (sanity) | 0.00 | 0.00 |"""
+
+
+def test_verdict_names_the_rows_the_model_loses_to():
+    sentence = demo_readme.verdict(TABLE)
+    assert sentence.startswith("In this run VLA-tiny (3 seeds) has an L2 Avg of 1.20 m")
+    assert "loses to Ego-MLP (3 seeds) (0.55 m), CTRA prior (0.90 m)" in sentence
+    assert "beats Constant velocity (1.50 m)" in sentence and "GT" not in sentence
+
+
+def test_verdict_without_a_learned_row_is_empty():
+    assert demo_readme.verdict(TABLE.replace("VLA-tiny", "Other")) == ""

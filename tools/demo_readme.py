@@ -4,7 +4,8 @@
 
 `make demo` runs this as its `readme` step: the block between `<!-- results:start -->` and
 `<!-- results:end -->` becomes the report's provenance lines and its ST-P3 table (the convention
-OpenDriveVLA and GPT-Driver report), copied verbatim; nothing is typed in by hand.
+OpenDriveVLA and GPT-Driver report), copied verbatim, and one sentence, computed from that table,
+saying which rows the VLA row beats and which it loses to; nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -31,9 +32,39 @@ def provenance(report: str) -> str:
     return "\n".join(line for line in head.splitlines() if line.startswith("- "))
 
 
+def table_rows(table: str) -> dict[str, dict[str, float]]:
+    """{method: {column: mean}} of a report table; `1.23 ± 0.04` reads as 1.23, `n/a` is left out."""
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        values = {col: float(cell.split("±")[0]) for col, cell in zip(header[1:], cells[1:])
+                  if cell and cell.split("±")[0].strip().replace(".", "", 1).isdigit()}
+        rows[cells[0]] = values
+    return rows
+
+
+def verdict(table: str, learned_prefix: str = "VLA", key: str = "L2 Avg (m)") -> str:
+    """One sentence: the learned row's L2 Avg against every other row (GT excluded), in the table's numbers."""
+    rows = {name: v for name, v in table_rows(table).items() if not name.startswith("GT") and key in v}
+    learned = [name for name in rows if name.startswith(learned_prefix)]
+    if not learned:
+        return ""
+    name, mine = learned[0], rows[learned[0]][key]
+    others = {other: v[key] for other, v in rows.items() if other != name}
+    worse = [f"{o} ({v:.2f} m)" for o, v in sorted(others.items(), key=lambda kv: kv[1]) if v < mine]
+    better = [f"{o} ({v:.2f} m)" for o, v in sorted(others.items(), key=lambda kv: kv[1]) if v >= mine]
+    parts = [f"In this run {name} has an L2 Avg of {mine:.2f} m:"]
+    parts.append(f"it loses to {', '.join(worse)}" if worse else "it loses to no other row")
+    parts.append(f"and beats {', '.join(better)}." if better else "and beats no other row.")
+    return " ".join(parts)
+
+
 def results_block(report: str) -> str:
-    return "\n".join([START, "", provenance(report), "", f"{HEADLINE} convention:", "", section(report, HEADLINE),
-                      "", END])
+    table = section(report, HEADLINE)
+    return "\n".join([START, "", provenance(report), "", f"{HEADLINE} convention:", "", table, "",
+                      verdict(table), "", END])
 
 
 def rewrite(readme: Path, block: str) -> None:
