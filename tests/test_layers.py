@@ -49,7 +49,7 @@ def test_stage_configs_read_without_transformers():
 
 def test_layer_contract_is_kept():
     # a subprocess: import-linter configures logging in the process it runs in
-    lint = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(lint), "--no-cache", "--config", str(ROOT / ".importlinter")], capture_output=True,
-                         text=True, cwd=ROOT)
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            f"sys.exit(lint_imports(config_filename={str(ROOT / '.importlinter')!r}, no_cache=True))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, f"a module imports from a layer above it:\n{out.stdout[-3000:]}"

@@ -21,8 +21,8 @@ exactly what a user would type):
 
 Settings were chosen on val; every reported number is on test (docs/results.md says why).
 
-    python tools/demo.py --readme README.md --results-md docs/results.md   # make demo: everything, 3 planning seeds
-    python tools/demo.py --seeds 0            # one planning seed (about half the time)
+    python tools/demo.py --readme README.md   # make demo: everything, one planning seed
+    python tools/demo.py --seeds 0 1 2 --keep --jobs 2 --results-md docs/results.md   # make results
     python tools/demo.py --oracle             # LLM stages on oracle (ground-truth) tokens
     python tools/demo.py --until baselines    # stop early
 """
@@ -242,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", default=None, help="stop after the step of this name")
     p.add_argument("--smoke", action="store_true",
                    help="every step at the smallest size (2 short scenes, 2 training steps per stage): checks the path")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="planning-stage seeds, each a run from the same motion checkpoint; the VLA row is their "
-                        "mean +- std (default: 0 1 2; --seeds 0 halves the demo's time)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="planning-stage seeds, each a run from the same motion checkpoint; with several the VLA "
+                        "row is their mean +- std (default: 0; make results: 0 1 2)")
     p.add_argument("--keep", action="store_true", help="skip a training step whose run already finished (make results)")
     p.add_argument("--results-md", default=None, help="also write the results page here (make results: docs/results.md)")
     p.add_argument("--readme", default=None,
