@@ -113,7 +113,7 @@ class RewardConfig:
     grounding_weight: float = 0.1  # structured only: named objects exist where they are said to be
     consistency_weight: float = 0.1  # structured only: prediction and action agree with the trajectory
     accuracy_scale_m: float = 1.0  # s of exp(-L2 / s): L2 = 1 m scores e^-1 = 0.37
-    grounding_radius_m: float = 2.0  # a named object matches an agent of its class this close (nuScenes' widest detection threshold)
+    grounding_radius_m: float = 2.0  # a named object matches an agent of its class this close (one of nuScenes' detection match distances 0.5, 1, 2, 4 m)
     grounding_range_m: float = 30.0  # agents within this distance of the ego may be missed (recall)
     grounding_reference_agents: int = 5  # recall counts only this many nearest agents within range
     hallucination_penalty: float = 0.1  # subtracted from the grounding F1 per named object with no agent
