@@ -198,6 +198,8 @@ def test_any_string_gives_finite_scores_in_the_unit_interval(text, config):
     values = [scores.total] + [v for v in scores.terms.values() if v is not None]
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values)
     assert set(scores.terms) == set(TERMS)
+    if scores.terms["format"] == 0.0:  # the gate: nothing else is earned by a broken answer
+        assert scores.total == 0.0 and all(v in (None, 0.0) for v in scores.terms.values())
 
 
 @given(st.lists(st.tuples(st.floats(-60, 60), st.floats(-60, 60)), min_size=6, max_size=6),
