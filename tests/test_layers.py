@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = ("vla_world.data.records", "vla_world.data.planner_input", "vla_world.data.targets",
-          "planning.codec", "planning.metrics")
+          "planning.codec", "planning.metrics", "planning.rewards", "planning.easyr1_reward")
 HEAVY = ("torch", "transformers", "nuscenes", "scipy", "shapely", "cv2")
 
 
@@ -51,5 +51,5 @@ def test_layer_contract_is_kept():
     # a subprocess: import-linter configures logging in the process it runs in
     code = ("import sys; from importlinter.cli import lint_imports; "
             f"sys.exit(lint_imports(config_filename={str(ROOT / '.importlinter')!r}, no_cache=True))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, f"a module imports from a layer above it:\n{out.stdout[-3000:]}"
