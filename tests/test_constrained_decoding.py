@@ -317,3 +317,10 @@ def test_constrained_is_the_planner_default_and_says_what_it_needs(random_model)
 def test_bound_of_y_follows_x():
     assert Cursor(index=1, forced="", x=6000).bound == math.isqrt(RADIUS ** 2 - 6000 ** 2)
     assert Cursor(index=0, forced="").bound == RADIUS
+
+
+def test_plan_tool_refuses_no_cache_with_constrained_decoding():
+    from tool_helpers import load_tool
+
+    with pytest.raises(SystemExit, match="--no-cache applies to --decoding greedy"):
+        load_tool("plan").main(["--checkpoint", "x", "--sample", "y", "--no-cache"])
