@@ -41,11 +41,20 @@ encodes it), each of greedy's tokens is allowed, so both return the same ids.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import torch
-from transformers import DynamicCache, PreTrainedTokenizerBase
+from transformers import (
+    AttentionInterface,
+    DynamicCache,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from planning.codec import TRAJ_END, TRAJ_START
 from planning.evaluate import PLAUSIBLE_RANGE_M
@@ -252,6 +261,52 @@ def template_vocab(model: VLAModel) -> TemplateVocab:
     return _vocab_for(model.tokenizer, model.eos_id)
 
 
+# ---- attention for blocks of several new tokens over a grouped-query KV cache -----------------
+PACKED_SDPA = "sdpa_packed_gqa"
+
+
+def packed_gqa_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                    **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention, but a block of L > 1 queries with a mask never copies the KV cache.
+
+    Why: for L > 1 with a mask (every step of a padded batch with forced spans), transformers repeats
+    each cached key/value head for every query head of its group (`repeat_kv`), a copy of the whole
+    cache per layer per step (measured: 20 % of a batch-16 decoding). Queries of one group share
+    their key/value head, so they are folded into the query axis instead, as transformers already
+    does for L = 1 (`pack_gqa`): (B, H, L, D) -> (B, H_kv, groups * L, D), the mask repeated to match.
+    """
+    groups = getattr(module, "num_key_value_groups", 1)
+    batch, heads, length, dim = query.shape
+    plain = (groups == 1 or length == 1 or attention_mask is None or attention_mask.dtype != torch.bool
+             or attention_mask.shape[1] != 1 or kwargs.get("position_bias") is not None)
+    if plain:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    packed = query.reshape(batch, heads // groups, groups * length, dim)  # head g * groups + r -> rows r * L + l
+    mask = attention_mask.repeat(1, 1, groups, 1)
+    out = torch.nn.functional.scaled_dot_product_attention(packed, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(batch, heads, length, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(PACKED_SDPA, packed_gqa_sdpa)
+AttentionMaskInterface.register(PACKED_SDPA, sdpa_mask)
+
+
+@contextmanager
+def packed_attention(llm: PreTrainedModel) -> Iterator[None]:
+    """Run `llm` with `packed_gqa_sdpa` while decoding, when it uses plain sdpa; restored afterwards."""
+    previous = llm.config._attn_implementation
+    if previous != "sdpa":
+        yield
+        return
+    llm.set_attn_implementation(PACKED_SDPA)
+    try:
+        yield
+    finally:
+        llm.set_attn_implementation(previous)
+
+
 # ---- batched decoding -------------------------------------------------------------------------
 @dataclass
 class _Row:
@@ -309,6 +364,12 @@ def constrained_generate_ids(model: VLAModel, prompts: list[list[int]], features
                              vocab: TemplateVocab | None = None) -> list[list[int]]:
     """Template answers of a left-padded batch; returns only the new ids, without the closing <|im_end|>."""
     vocab = vocab or template_vocab(model)
+    with packed_attention(model.base_llm):
+        rows = _decode(model, prompts, features, vocab)
+    return [row.ids[:-1] if row.ids and row.ids[-1] == vocab.eos_id else row.ids for row in rows]
+
+
+def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features], vocab: TemplateVocab) -> list[_Row]:
     start_ids, start = vocab.forced(Cursor())
     rows = [_Row(list(start_ids), start) for _ in prompts]
     stepper = _Stepper(model, [p + start_ids for p in prompts], features)
@@ -319,7 +380,7 @@ def constrained_generate_ids(model: VLAModel, prompts: list[list[int]], features
         if all(row.done for row in rows):
             break  # the last choices closed every answer: nothing left to predict
         stepper.feed(blocks)
-    return [row.ids[:-1] if row.ids and row.ids[-1] == vocab.eos_id else row.ids for row in rows]
+    return rows
 
 
 def _choose(row: _Row, logits: torch.Tensor, vocab: TemplateVocab) -> list[int]:
