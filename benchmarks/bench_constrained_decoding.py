@@ -23,7 +23,12 @@ from collections.abc import Callable
 import torch
 from bench_llm_training import WIDTH, random_tokens
 
-from vla_world.constrained import Cursor, TemplateVocab, constrained_generate_ids, template_vocab
+from vla_world.constrained import (
+    Cursor,
+    TemplateVocab,
+    constrained_generate_ids,
+    template_vocab,
+)
 from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
 from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT, EncodedSample
@@ -56,17 +61,16 @@ def constrained(model: VLAModel, prompts: list[EncodedSample]) -> list[list[int]
     return constrained_generate_ids(model, [p.input_ids for p in prompts], [p.features for p in prompts])
 
 
-def seconds(run: Callable[[], object]) -> float:
+def seconds(run: Callable[..., object], *args: object) -> float:
     start = time.perf_counter()
-    run()
+    run(*args)
     return time.perf_counter() - start
 
 
 def choices(vocab: TemplateVocab, ids: list[int]) -> int:
     """Steps where the model chose (= forward passes after the prompt's) in decoding `ids`."""
-    count, position = 0, 0
-    _, cursor = vocab.forced(Cursor())
-    position = len(vocab.forced(Cursor())[0])
+    start, cursor = vocab.forced(Cursor())
+    count, position = 0, len(start)
     while not cursor.done:
         options, after = vocab.allowed(cursor)
         k = next(k for k in options if int(vocab.token_ids[k]) == ids[position])
@@ -96,12 +100,12 @@ def main() -> None:
     for _ in range(args.repeats):
         g1 = c1 = 0.0
         for prompt, n in zip(prompts, lengths):
-            g1 += seconds(lambda: greedy(model, [prompt], n))
-            c1 += seconds(lambda: constrained(model, [prompt]))
+            g1 += seconds(greedy, model, [prompt], n)
+            c1 += seconds(constrained, model, [prompt])
         timings["greedy 1"].append(g1 / len(prompts))
         timings["constrained 1"].append(c1 / len(prompts))
-        timings["greedy 16"].append(seconds(lambda: greedy(model, prompts, max(lengths))) / len(prompts))
-        timings["constrained 16"].append(seconds(lambda: constrained(model, prompts)) / len(prompts))
+        timings["greedy 16"].append(seconds(greedy, model, prompts, max(lengths)) / len(prompts))
+        timings["constrained 16"].append(seconds(constrained, model, prompts) / len(prompts))
     med = {k: statistics.median(v) for k, v in timings.items()}
     for key, value in med.items():
         spread = ", ".join(f"{t * 1000:.0f}" for t in timings[key])
