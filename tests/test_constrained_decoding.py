@@ -324,3 +324,20 @@ def test_plan_tool_refuses_no_cache_with_constrained_decoding():
 
     with pytest.raises(SystemExit, match="--no-cache applies to --decoding greedy"):
         load_tool("plan").main(["--checkpoint", "x", "--sample", "y", "--no-cache"])
+
+
+def test_packed_attention_equals_transformers_sdpa():
+    """Folding a group's query heads into the query axis computes transformers' sdpa attention exactly."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    g = torch.Generator().manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True, training=False)
+    query, key, value = (torch.randn(2, h, n, 8, generator=g) for h, n in ((6, 4), (2, 11), (2, 11)))
+    mask = torch.rand(2, 1, 4, 11, generator=g) > 0.4
+    mask[..., 0] = True  # every query attends something
+    packed, _ = constrained.packed_gqa_sdpa(module, query, key, value, mask, scaling=0.3)
+    reference, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    torch.testing.assert_close(packed, reference)
+    assert packed.shape == (2, 4, 6, 8)
