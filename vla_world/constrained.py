@@ -169,7 +169,7 @@ class TemplateVocab:
         self.eos_id = eos_id
         special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
         vocab = sorted(tokenizer.get_vocab().values())
-        texts = tokenizer.batch_decode([[i] for i in vocab])
+        texts = tokenizer.batch_decode([[i] for i in vocab], clean_up_tokenization_spaces=False)  # the raw strings
         pairs = [(i, t) for i, t in zip(vocab, texts) if i not in special and t and set(t) <= TEMPLATE_CHARS]
         if not pairs:
             raise ValueError("tokenizer: no token spells digits or template punctuation; constrained decoding needs "
@@ -243,7 +243,7 @@ def _common_prefix(tokenizer: PreTrainedTokenizerBase, text: str, starts: tuple[
     ids: list[int] = []
     spelled = ""
     for column in zip(*encodings):
-        piece = tokenizer.decode([column[0]])
+        piece = tokenizer.decode([column[0]], clean_up_tokenization_spaces=False)
         if len(set(column)) > 1 or not text.startswith(spelled + piece):
             break
         ids.append(column[0])
