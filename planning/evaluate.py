@@ -83,6 +83,7 @@ class RunInfo:
     seed: int | str | None = None
     checkpoint: str | None = None  # the VLA checkpoint folder that wrote the answers
     token_source: str | None = None  # `vla_world.inference.TokenSource.label` of a checkpoint run
+    decoding: str | None = None  # how a checkpoint run's answers were decoded: "constrained" | "greedy"
 
     @property
     def name(self) -> str:
@@ -270,7 +271,7 @@ def _runs(methods: Mapping[str, Predictions | Sequence[Predictions]]) -> list[tu
         for preds, label in zip(sets, labels):
             meta = preds.meta
             runs.append((RunInfo(method, label, preds.source, meta.get("seed"), meta.get("checkpoint"),
-                                 meta.get("token_source")), preds))
+                                 meta.get("token_source"), meta.get("decoding")), preds))
     return runs
 
 

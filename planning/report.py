@@ -112,7 +112,7 @@ def results_markdown(result: EvaluationResult, command: str | None = None) -> st
 
 
 def provenance_markdown(result: EvaluationResult, command: str | None) -> str:
-    """Bullet lines: split, date, command, and one per run (file, checkpoint folder, seed, token source).
+    """Bullet lines: split, date, command, and one per run (file, checkpoint folder, seed, token source, decoding).
 
     Bullets, not a table, so tools that copy a report's "- " header lines (tools/demo_readme.py)
     carry every run's provenance along.
@@ -135,6 +135,8 @@ def _run_line(run: RunInfo) -> str:
         parts.append(f"seed {run.seed}")
     if run.token_source:
         parts.append(f"token source: {run.token_source}")
+    if run.decoding:
+        parts.append(f"decoding: {run.decoding}")
     return f"- Run `{run.name}`: " + ", ".join(parts)
 
 

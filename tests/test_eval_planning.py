@@ -279,9 +279,9 @@ def _fake_inference(monkeypatch, tmp_path, mini_world, seen: list):
             raise ValueError(f"{checkpoint} was trained on oracle (ground-truth) tokens; pass --tokens oracle")
         return _Source("oracle (ground truth): defaults" if requested == "oracle" else f"token cache: {checkpoint}/{split}")
 
-    def predict_split(checkpoint, records, source, dataroot):
+    def predict_split(checkpoint, records, source, dataroot, decoding):
         assert dataroot == str(mini_world)  # an online-trained planner reads its perception's images there
-        seen.append((checkpoint, source.label))
+        seen.append((checkpoint, source.label, decoding))
         digits = [c for c in checkpoint if c.isdigit()]  # run<k>/last answers with a k-metre offset
         shift = float(digits[-1]) if digits and "run" in checkpoint else 0.0
         texts = {r.sample_token: format_trajectory(r.ego_future + np.array([shift, 0.0])) for r in records}
@@ -305,8 +305,20 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
     assert len(saved.failures) == 1
     assert saved.meta["checkpoint"] == str(tmp_path / "vla_tiny") and saved.meta["token_source"] == seen[0][1]
     assert data["runs"][0]["token_source"] == f"token cache: {tmp_path / 'vla_tiny'}/val"  # the checkpoint's own source
+    assert saved.meta["decoding"] == data["runs"][0]["decoding"] == seen[0][2] == "constrained"  # the default
     for page in ((out / "report.md").read_text(), (tmp_path / "results.md").read_text()):
         assert f"`{tmp_path / 'vla_tiny'}`" in page and "token cache: " in page and "Split: `val`" in page
+        assert "decoding: constrained" in page
+
+
+def test_eval_tool_decoding_flag(mini_world, tmp_path, monkeypatch):
+    seen = []
+    _fake_inference(monkeypatch, tmp_path, mini_world, seen)
+    assert _run("--dataroot", mini_world, "--checkpoint", tmp_path / "vla_tiny", "--decoding", "greedy",
+                "--out", tmp_path / "e", "--conventions", "uniad") == 0
+    assert seen[-1][2] == "greedy" and "decoding: greedy" in (tmp_path / "e" / "report.md").read_text()
+    with pytest.raises(SystemExit, match="give --checkpoint"):
+        _run("--dataroot", mini_world, "--pred", "x.json", "--decoding", "greedy", "--out", tmp_path / "e2")
 
 
 def test_eval_tool_oracle_tokens_only_by_name(mini_world, tmp_path, monkeypatch):
@@ -420,13 +432,14 @@ def test_bad_metadata_names_the_file(tmp_path):
 def test_report_records_provenance_and_policy():
     targets = _targets(2)
     preds = Predictions(trajectories={t.sample_token: t.ego_future for t in targets},
-                        meta={"seed": 7, "checkpoint": "checkpoints/planning/last", "token_source": "token cache: x"},
+                        meta={"seed": 7, "checkpoint": "checkpoints/planning/last", "token_source": "token cache: x",
+                              "decoding": "constrained"},
                         source="outputs/eval/last.json")
     result = evaluate_methods(targets, {"VLA": preds}, conventions=("uniad",), split="val", progress=False)
     page = evaluation_markdown(result, command="python tools/eval_planning.py --x")
     assert "Split: `val`" in page and "Command: `python tools/eval_planning.py --x`" in page
     assert ("- Run `VLA`: predictions `outputs/eval/last.json`, checkpoint `checkpoints/planning/last`, seed 7, "
-            "token source: token cache: x\n") in page
+            "token source: token cache: x, decoding: constrained\n") in page
     assert FAILURE_POLICY in page and "100 m" in FAILURE_POLICY
 
 

@@ -64,18 +64,24 @@ def test_count_mismatch_is_an_error(setup):
         model.embed(torch.tensor([sample.input_ids]), [features])
 
 
-def test_untrained_planner_reports_parse_error(setup):
+def test_untrained_planner_reports_parse_error_when_greedy(setup):
     records, model, tokens = setup
-    result = Planner(model).plan(planner_input(records[0]), tokens["tok0"])
+    result = Planner(model, decoding="greedy").plan(planner_input(records[0]), tokens["tok0"])
     assert isinstance(result.text, str)
     assert result.trajectory is None and result.parse_error  # random weights do not write 6 waypoints
+
+
+def test_untrained_planner_answers_in_the_template_by_default(setup):
+    records, model, tokens = setup
+    result = Planner(model).plan(planner_input(records[0]), tokens["tok0"])  # constrained decoding
+    assert result.parse_error is None and result.trajectory.shape == (6, 2)
 
 
 def test_kv_cache_and_batching_do_not_change_greedy_output(setup):
     records, model, tokens = setup
     prompts = [model.sequence_builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in records]
     cached = Planner(model, batch_size=3).generate(prompts, 12)
-    single = Planner(model, batch_size=1, use_cache=False).generate(prompts, 12)
+    single = Planner(model, batch_size=1, use_cache=False, decoding="greedy").generate(prompts, 12)
     assert cached == single
 
 

@@ -14,7 +14,9 @@ as <out>/<checkpoint folder>.json (re-scorable with --pred; a later checkpoint w
 is taken gets <out>/<parent>_<folder>.json). Their perception tokens come from the
 source each checkpoint was trained with; --tokens oracle|FILE picks another (oracle rows get
 " (oracle tokens)" in their name). A checkpoint trained on oracle tokens is refused unless
---tokens oracle.
+--tokens oracle. Answers are decoded template-constrained (every answer parses to 6 waypoints
+within the bound, so their Failed count is 0 by construction) unless --decoding greedy; each run's
+provenance line says which.
 
 Writes report.md, metrics.json and metrics.csv under --out and prints the tables; --results-md
 docs/results.md also writes the project's headline results page. Every output records the split,
@@ -48,6 +50,7 @@ from vla_world.data.targets import planning_targets
 
 ORACLE = "oracle"  # vla_world.inference.ORACLE; spelled here so --help needs no torch import
 ORACLE_SUFFIX = " (oracle tokens)"
+DECODINGS = ("constrained", "greedy")  # vla_world.inference.DECODINGS, spelled here for the same reason
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", default=None, metavar="oracle|FILE",
                    help="perception tokens for --checkpoint: 'oracle' (ground truth; the row is named so) or a token "
                         "cache file (default: the source each checkpoint was trained with)")
+    p.add_argument("--decoding", choices=DECODINGS, default=DECODINGS[0],
+                   help="how --checkpoint answers are decoded: constrained (the model writes only the numbers of the "
+                        "trajectory template; default) or greedy (free text, may fail to parse)")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: the mini world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: auto)")
     p.add_argument("--split", default="val", help="split to evaluate on (default: val)")
@@ -124,7 +130,7 @@ def answer_files(checkpoints: list[str], out: Path) -> list[Path]:
 
 
 def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: str | None, out: Path,
-                    dataroot: str) -> list[Predictions]:
+                    dataroot: str, decoding: str = DECODINGS[0]) -> list[Predictions]:
     """Run each checkpoint on `records` through vla_world.inference; keep its raw text and provenance."""
     try:
         from vla_world.inference import predict_split, resolve_token_source
@@ -137,9 +143,10 @@ def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: s
             source = resolve_token_source(checkpoint, split, tokens)
         except (ValueError, FileNotFoundError) as exc:
             raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
-        texts = predict_split(checkpoint, records, source=source, dataroot=dataroot)  # dataroot: images, online perception
+        texts = predict_split(checkpoint, records, source=source, dataroot=dataroot,  # dataroot: online perception
+                              decoding=decoding)
         meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
-                "split": split}
+                "split": split, "decoding": decoding}
         save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
         preds = predictions_from_texts(texts, meta=meta)
         preds.source = str(save_to)
@@ -156,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.pred and not args.checkpoint and not args.with_gt:
         raise SystemExit("nothing to evaluate: give --pred FILE..., --checkpoint DIR... or --with-gt")
+    if args.decoding != DECODINGS[0] and not args.checkpoint:
+        raise SystemExit("--decoding picks how --checkpoint answers are decoded; give --checkpoint DIR too")
     if args.tokens and not args.checkpoint:
         raise SystemExit("--tokens picks the perception tokens of --checkpoint runs; give --checkpoint DIR too")
     try:  # read the (fast) prediction files first, so a typo fails before records are built
@@ -168,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--checkpoint-name {name!r} is also a --names entry; give the checkpoint row its own name")
     records = read_records(args.dataroot, args.version, args.split, progress=not args.quiet)
     if args.checkpoint:
-        methods[name] = checkpoint_runs(args.checkpoint, records, args.split, args.tokens, Path(args.out), args.dataroot)
+        methods[name] = checkpoint_runs(args.checkpoint, records, args.split, args.tokens, Path(args.out), args.dataroot,
+                                        args.decoding)
     targets = [planning_targets(r) for r in records]  # scores read labels only
     try:
         result = evaluate_methods(targets, methods, tuple(args.conventions), allow_missing=args.allow_missing,

@@ -7,7 +7,9 @@ Prints, per sample: the trajectory (6 waypoints, LiDAR frame: x right, y forward
 t = 0.5..3 s), the raw model text and the parse status. Tokens come from the checkpoint's
 token source (the cache file named in its config.yaml, or, for a planner trained with online
 perception, its own fine-tuned perception on the --dataroot images) unless --tokens names
-another (a cache file, or `oracle` for ground-truth tokens); the first line printed says which.
+another (a cache file, or `oracle` for ground-truth tokens); the first lines printed say which, and
+how answers are decoded: template-constrained by default (every answer parses to 6 waypoints;
+vla_world.constrained), or free greedy decoding with --decoding greedy.
 """
 
 from __future__ import annotations
@@ -27,18 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", default=None, metavar="oracle|FILE",
                    help="perception tokens: 'oracle' (from ground truth) or a token cache file "
                         "(default: the source the checkpoint was trained with)")
-    p.add_argument("--no-cache", action="store_true", help="decode without the KV cache (slow; for comparison)")
+    p.add_argument("--decoding", choices=("constrained", "greedy"), default="constrained",
+                   help="constrained: the model writes only the numbers of the trajectory template (default); "
+                        "greedy: free greedy decoding, which may not parse")
+    p.add_argument("--no-cache", action="store_true",
+                   help="with --decoding greedy: decode without the KV cache (slow; for comparison)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.no_cache and args.decoding != "greedy":
+        raise SystemExit("--no-cache applies to --decoding greedy (constrained decoding always uses the KV cache)")
     import torch
 
     from vla_world.data import load_records
     from vla_world.data.planner_input import planner_input
     from vla_world.inference import (
-        PLAN_MAX_NEW_TOKENS,
         Planner,
         load_source_tokens,
         resolve_token_source,
@@ -57,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from exc
     print(f"perception tokens: {source.label}")
+    print(f"decoding: {args.decoding}")
     tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
-    planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache)
+    planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding)
     builder = planner.model.sequence_builder
     prompts = [builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]
-    for record, text in zip(chosen, planner.generate(prompts, PLAN_MAX_NEW_TOKENS)):
+    for record, text in zip(chosen, planner.plan_texts(prompts)):
         result = to_plan_result(text)
         print(f"== {record.scene_name} frame {record.frame_index} sample {record.sample_token}")
         print(f"text: {result.text}")

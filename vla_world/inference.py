@@ -11,13 +11,16 @@ make those inputs. Tokens come from a `TokenSource`: by default the one the chec
 trained with (its config.yaml `data` section: the fine-tuned perception of an online planner, or
 the token cache of the split), never ground-truth (oracle) tokens unless asked for by name.
 
-Decoding is greedy with the KV cache (`generate` from `inputs_embeds` returns only the new
-tokens). Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
+Planning answers are decoded template-constrained by default (`vla_world.constrained`: the
+structure is forced, the model chooses only the numbers, so every answer parses to 6 waypoints
+within the plausibility bound); `decoding="greedy"` keeps free greedy decoding with the KV cache
+(`generate` from `inputs_embeds` returns only the new tokens), as do answers to questions. Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
 A malformed answer never raises: `PlanResult.parse_error` says what was wrong.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from tqdm import tqdm
 from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import parse_trajectory
 from vla_world.config import config_from_dict
+from vla_world.constrained import constrained_generate_ids
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
@@ -38,6 +42,8 @@ from vla_world.training.config import DataConfig
 PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level numbers
 LIVE_FEATURES_BELOW = 16  # online-trained planners: fewer records than this skip the frozen-feature cache
 ANSWER_MAX_NEW_TOKENS = 320  # detailed QA answers reach ~600 characters (qa engineer, measured)
+CONSTRAINED, GREEDY = "constrained", "greedy"
+DECODINGS = (CONSTRAINED, GREEDY)  # how planning answers are decoded; the first is the default
 
 
 @dataclass
@@ -47,33 +53,54 @@ class PlanResult:
     parse_error: str | None  # why `trajectory` is None
 
 
-class Planner:
-    """Greedy planning with a trained VLA model (batched, KV cache on by default)."""
+def check_decoding(decoding: str, use_cache: bool = True) -> str:
+    """`decoding` if it is one of DECODINGS and works with `use_cache`, else a ValueError with the fix."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding {decoding!r}: expected one of {list(DECODINGS)}")
+    if decoding == CONSTRAINED and not use_cache:
+        raise ValueError("constrained decoding always uses the KV cache; decode without it only with decoding='greedy' "
+                         "(tools: --decoding greedy --no-cache)")
+    return decoding
 
-    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True):
+
+class Planner:
+    """Planning with a trained VLA model: template-constrained (default) or greedy, batched, with the KV cache."""
+
+    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True, decoding: str = CONSTRAINED):
         self.model = model.eval()
         self.batch_size = batch_size
         self.use_cache = use_cache
+        self.decoding = check_decoding(decoding, use_cache)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Planner:
         return cls(VLAModel.from_folder(path), **kwargs)
 
     def plan(self, inp: PlannerInput, tokens: PerceptionTokens) -> PlanResult:
-        text = self.generate([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)],
-                             PLAN_MAX_NEW_TOKENS)[0]
-        return to_plan_result(text)
+        return to_plan_result(self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)])[0])
+
+    def plan_texts(self, prompts: list[EncodedSample], progress: bool = False) -> list[str]:
+        """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says."""
+        if self.decoding == GREEDY:
+            return self.generate(prompts, PLAN_MAX_NEW_TOKENS, progress)
+        texts = []
+        for chunk in self._chunks(prompts, progress, "plan"):
+            ids = constrained_generate_ids(self.model, [s.input_ids for s in chunk], [s.features for s in chunk])
+            texts += [self.model.decode(i) for i in ids]
+        return texts
 
     def generate(self, prompts: list[EncodedSample], max_new_tokens: int, progress: bool = False) -> list[str]:
         """Answer texts for prompt-only samples, in order, `batch_size` at a time."""
         texts = []
-        starts = range(0, len(prompts), self.batch_size)
-        for start in tqdm(starts, desc="generate", disable=not progress):
-            chunk = prompts[start:start + self.batch_size]
+        for chunk in self._chunks(prompts, progress, "generate"):
             ids = self.model.generate_ids([s.input_ids for s in chunk], [s.features for s in chunk],
                                           max_new_tokens, self.use_cache)
             texts += [self.model.decode(i) for i in ids]
         return texts
+
+    def _chunks(self, prompts: list[EncodedSample], progress: bool, desc: str) -> Iterator[list[EncodedSample]]:
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc=desc, disable=not progress):
+            yield prompts[start:start + self.batch_size]
 
 
 def to_plan_result(text: str) -> PlanResult:
@@ -192,8 +219,10 @@ def split_of(records: list[SampleRecord]) -> str:
 @torch.no_grad()
 def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: TokenSource | None = None,
                   batch_size: int = 8, progress: bool = True, dataroot: str | Path | None = None,
-                  tokens: dict[str, PerceptionTokens] | None = None) -> dict[str, str]:
+                  tokens: dict[str, PerceptionTokens] | None = None, decoding: str = CONSTRAINED) -> dict[str, str]:
     """{sample_token: raw planner text} for every record (parse with planning.codec.parse_trajectory).
+
+    `decoding`: "constrained" (default: every answer is a 6-point template answer) or "greedy".
 
     Tokens: `tokens` when given (the caller names their source), else from `source`, else the ones
     the checkpoint was trained with (`resolve_token_source`); `dataroot` is needed when that is online
@@ -202,10 +231,10 @@ def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: T
     if tokens is None:
         source = source or resolve_token_source(checkpoint, split_of(records))
         tokens = load_source_tokens(source, checkpoint, records, dataroot)
-    planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size)
+    planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size, decoding=check_decoding(decoding))
     builder = planner.model.sequence_builder
     prompts = [builder.encode(planner_input(r), _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]
-    texts = planner.generate(prompts, PLAN_MAX_NEW_TOKENS, progress)
+    texts = planner.plan_texts(prompts, progress)
     return {r.sample_token: t for r, t in zip(records, texts)}
 
 
