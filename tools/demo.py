@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--seeds must include 0 (the demo's own planning run, checkpoints/planning)")
     timings: dict[str, float] = {}
     steps = build_steps(a)
+    start = time.perf_counter()
     while steps:
         batch = side_by_side(steps, a.jobs)
         steps = steps[len(batch):]
@@ -264,12 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         if a.until and any(step.name.startswith(a.until) for step in batch):
             break
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "demo_timings.json").write_text(json.dumps(timings, indent=1))
-    print("\n=== demo done. Seconds per step:")
+    # steps run side by side share their wall time, so the total is the clock's, not the sum
+    wall = round(time.perf_counter() - start, 1)
+    (Path(a.out) / "demo_timings.json").write_text(json.dumps({**timings, "wall": wall}, indent=1))
+    print("\n=== demo done. Seconds per step (side-by-side steps show their shared wall time):")
     for name, sec in timings.items():
-        print(f"  {name:<12} {sec:8.1f}")
+        print(f"  {name:<14} {sec:8.1f}")
     tables = ", ".join(t for t in (a.results_md, a.readme, f"{a.out}/eval") if t)
-    print(f"  {'total':<12} {sum(timings.values()):8.1f}\nTables: {tables}; pictures: {a.out}/bev, {a.out}/sample_preview.png")
+    print(f"  {'wall':<14} {wall:8.1f}\nTables: {tables}; pictures: {a.out}/bev, {a.out}/sample_preview.png")
     return 0
 
 
