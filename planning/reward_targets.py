@@ -8,13 +8,12 @@ stored in the target; the verifiers then apply the metric's own box test to exac
 What goes in (all labels; a planner never sees them):
   * `PlanningTargets`: the ego's future and its mask, and the future boxes (re-framed to now)
     from which `planning.occupancy.rasterize_targets` draws the convention's obstacle content;
-  * the agents present now (class, box centre) for the grounding verifier. `PlanningTargets`
-    does not carry the boxes of now, so `agents_now(record)` reads them from the record's
-    `agent_class` / `agent_box` (the same ground truth the oracle perception tokens use).
+  * the agents present now (class, box centre) for the grounding verifier, from the same
+    `PlanningTargets` (`agent_class`, `agent_box`: the ground truth the oracle tokens use too).
 
 Frame and units: the current LiDAR_TOP frame (x right, y forward), metres.
 
-    target = reward_target_of(record, convention="stp3")
+    target = reward_target(planning_targets(record), convention="stp3")
     RewardTarget.from_json(target.to_json())   # what tools/export_data.py stores as `answer`
 """
 
@@ -31,11 +30,11 @@ from vla_world.data.targets import PlanningTargets, planning_targets
 DEFAULT_CONVENTION = "stp3"  # the convention of the README's headline table (OpenDriveVLA / GPT-Driver "ST-P3")
 
 
-def agents_now(record: SampleRecord) -> tuple[tuple[str, ...], np.ndarray]:
+def agents_now(targets: PlanningTargets) -> tuple[tuple[str, ...], np.ndarray]:
     """(classes, (K, 2) centres in metres) of the agents with a detection class annotated at this keyframe."""
-    known = np.asarray(record.agent_class) >= 0
-    classes = tuple(DETECTION_CLASSES[int(c)] for c in np.asarray(record.agent_class)[known])
-    xy = np.asarray(record.agent_box, dtype=np.float64).reshape(-1, 7)[known, :2]
+    known = np.asarray(targets.agent_class) >= 0
+    classes = tuple(DETECTION_CLASSES[int(c)] for c in np.asarray(targets.agent_class)[known])
+    xy = np.asarray(targets.agent_box, dtype=np.float64).reshape(-1, 7)[known, :2]
     return classes, xy
 
 
@@ -44,9 +43,9 @@ def codec_precision(points: np.ndarray) -> np.ndarray:
     return np.array([[float(format_number(v)) for v in row] for row in np.asarray(points, np.float64)]).reshape(-1, 2)
 
 
-def reward_target(targets: PlanningTargets, agent_class: tuple[str, ...], agent_xy: np.ndarray,
-                  convention: str = DEFAULT_CONVENTION) -> RewardTarget:
+def reward_target(targets: PlanningTargets, convention: str = DEFAULT_CONVENTION) -> RewardTarget:
     """The verifiers' target of one sample; raises ValueError when the sample has no valid future step."""
+    agent_class, agent_xy = agents_now(targets)
     frames = rasterize_targets(targets, convention)  # (6, 200, 200) uint8, 255 frames past the scene end
     mask = np.asarray(targets.ego_future_mask, bool)
     runs = tuple(encode_runs(np.flatnonzero(frame.ravel() == 1)) if valid else () for frame, valid in zip(frames, mask))
@@ -57,6 +56,5 @@ def reward_target(targets: PlanningTargets, agent_class: tuple[str, ...], agent_
 
 
 def reward_target_of(record: SampleRecord, convention: str = DEFAULT_CONVENTION) -> RewardTarget:
-    """`reward_target` of a record: its `PlanningTargets` and its agents now."""
-    classes, xy = agents_now(record)
-    return reward_target(planning_targets(record), classes, xy, convention)
+    """`reward_target` of a record's `PlanningTargets`."""
+    return reward_target(planning_targets(record), convention)

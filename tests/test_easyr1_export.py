@@ -91,8 +91,8 @@ LOADER = r"""
 import importlib.util, json, sys
 root = sys.argv[1]
 sys.path[:] = [p for p in sys.path if p.rstrip("/") != root]  # as inside EasyR1: this repository is not installed
-for finder in list(sys.meta_path):
-    if "editable" in type(finder).__name__.lower():
+for finder in list(sys.meta_path):  # pip's editable install: a finder class from an __editable__ module
+    if "editable" in (getattr(finder, "__module__", "") + type(finder).__name__).lower():
         sys.meta_path.remove(finder)
 assert importlib.util.find_spec("planning") is None, "the test must run without the repository on sys.path"
 spec = importlib.util.spec_from_file_location("custom_reward_fn", sys.argv[2])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from planning.codec import format_trajectory
 from planning.metrics import CONVENTIONS, box_collisions
 from planning.occupancy import rasterize_occupancy, rasterize_targets
-from planning.reward_targets import agents_now, reward_target, reward_target_of
+from planning.reward_targets import reward_target, reward_target_of
 from planning.rewards import (
     ACTIONS,
     CLASS_WORDS,
@@ -307,7 +307,7 @@ def test_collisions_agree_with_the_metric_on_the_test_world(mini_records, conven
     targets = [planning_targets(r) for r in records]
     occupancy = rasterize_occupancy(targets, convention)
     gt = np.stack([t.ego_future for t in targets])
-    rewards = [reward_target(t, *agents_now(r), convention) for t, r in zip(targets, records)]
+    rewards = [reward_target(t, convention) for t in targets]
     for i, reward in enumerate(rewards):
         assert np.array_equal(reward.occupancy[0], occupancy[i]), f"sample {i}: cells differ from the metric's"
     plans = [np.stack([constant_velocity(planner_input(r)) for r in records])]

@@ -25,6 +25,7 @@ keep it, and say so here and in docs/data.md.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,27 +75,19 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 def planner_input(record: SampleRecord) -> PlannerInput:
-    """The planner's view of `record`: identity, sensors, ego history and status, command; no labels."""
-    return PlannerInput(
-        sample_token=record.sample_token,
-        scene_token=record.scene_token,
-        timestamp=int(record.timestamp),
-        frame_index=int(record.frame_index),
-        split=record.split,
-        lidar_path=record.lidar_path,
-        lidar2global=_frozen(record.lidar2global),
-        camera_paths=_frozen(record.camera_paths),
-        camera_intrinsics=_frozen(record.camera_intrinsics),
-        camera_sensor2lidar=_frozen(record.camera_sensor2lidar),
-        camera_image_size=_frozen(record.camera_image_size),
-        ego_past=_frozen(record.ego_past),
-        ego_past_mask=_frozen(record.ego_past_mask),
-        ego_velocity=_frozen(record.ego_velocity),
-        ego_acceleration=_frozen(record.ego_acceleration),
-        ego_yaw_rate=float(record.ego_yaw_rate),
-        ego_speed=float(record.ego_speed),
-        command=int(record.command),
-    )
+    """The planner's view of `record`: identity, sensors, ego history and status, command; no labels.
+
+    Every field is copied by name from the record (arrays as read-only copies, scalars as the
+    field's own type), so a field added to `PlannerInput` is filled without another line here.
+    """
+    values = {}
+    for spec in dataclasses.fields(PlannerInput):
+        value = getattr(record, spec.name)
+        values[spec.name] = _frozen(value) if isinstance(value, np.ndarray) else _SCALARS[spec.type](value)
+    return PlannerInput(**values)
+
+
+_SCALARS = {"str": str, "int": int, "float": float}
 
 
 def planner_inputs(records: list[SampleRecord]) -> list[PlannerInput]:

@@ -1,7 +1,7 @@
 """What a planner is scored on, as a type of its own (navsim keeps it in `Scene`, apart from `AgentInput`).
 
-`PlanningTargets` holds the labels of one keyframe: the ego's future, the agents' futures and
-every annotated box at the future keyframes. Only metrics, losses and reward verifiers take it;
+`PlanningTargets` holds the labels of one keyframe: the ego's future, the ground-truth agents of
+now and their futures, and every annotated box at the future keyframes. Only metrics, losses and reward verifiers take it;
 planners and prompt builders take `vla_world.data.planner_input.PlannerInput`, which has none of
 these fields.
 
@@ -35,8 +35,10 @@ class PlanningTargets:
     ego_future_yaw: np.ndarray  # (6,) rad, CCW from +x
     ego_future_mask: np.ndarray  # (6,) bool, False past the scene end
 
-    # --- the other agents' futures (K agents present now)
+    # --- the agents present now (K of them): ground-truth boxes, their futures
     agent_track_id: np.ndarray  # (K,) int32
+    agent_class: np.ndarray  # (K,) int8, index into records.DETECTION_CLASSES, -1 if none
+    agent_box: np.ndarray  # (K, 7) (x, y, z, w, l, h, yaw), the grounding reward's objects
     agent_future: np.ndarray  # (K, 6, 2)
     agent_future_yaw: np.ndarray  # (K, 6)
     agent_future_mask: np.ndarray  # (K, 6) bool
@@ -60,6 +62,8 @@ def planning_targets(record: SampleRecord) -> PlanningTargets:
         ego_future_yaw=record.ego_future_yaw,
         ego_future_mask=record.ego_future_mask,
         agent_track_id=record.agent_track_id,
+        agent_class=record.agent_class,
+        agent_box=record.agent_box,
         agent_future=record.agent_future,
         agent_future_yaw=record.agent_future_yaw,
         agent_future_mask=record.agent_future_mask,
