@@ -30,7 +30,7 @@ from perception.tokens import PerceptionTokens
 from planning.codec import format_trajectory
 from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
-from vla_world.model.sequence import IGNORE_INDEX, PLANNING_QUESTION, SYSTEM_PROMPT
+from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT, collate
 from vla_world.model.tokenizer import train_tokenizer
 from vla_world.model.vla import VLAModel
 
@@ -64,18 +64,6 @@ def tokens_for(record, seed: int) -> PerceptionTokens:
         agent_classes=torch.from_numpy(record.agent_class).long(),
         agent_track_ids=torch.from_numpy(record.agent_track_id).long(),
         map_types=torch.zeros(4, dtype=torch.long), map_points=torch.zeros(4, 4, 2))
-
-
-def collate(samples: list, pad_id: int) -> dict:
-    """Right-padded training batch (vla_world.training.data.collate's layout; that module needs the QA stack)."""
-    width = max(len(s.input_ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(samples), width), dtype=torch.long)
-    for i, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(s.input_ids), torch.tensor(s.labels), 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples]}
 
 
 def to_device(batch: dict, device: str, dtype: torch.dtype) -> dict:

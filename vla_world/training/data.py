@@ -17,7 +17,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from perception.tokens import PerceptionTokens, load_token_cache
 from planning.codec import format_trajectory
@@ -25,11 +24,11 @@ from planning.kinematic import ctra_rollout
 from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
-    IGNORE_INDEX,
     PLANNING_QUESTION,
     EncodedSample,
     FocusNotDetected,
     SequenceBuilder,
+    collate,
 )
 from vla_world.qa import StageDataConfig, build_stage_examples
 from vla_world.training.config import DataConfig
@@ -138,20 +137,6 @@ def encode_examples(builder: SequenceBuilder, examples: list[TrainingExample], r
     for reason, count in dropped.items():
         log.warning("dropped %d of %d examples: %s", count, len(examples), reason)
     return samples, dropped
-
-
-def collate(samples: list[EncodedSample], pad_id: int) -> dict:
-    """Right-padded (B, T) input_ids / attention_mask / labels + the list of per-sample features."""
-    width = max(len(s.input_ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(samples), width), dtype=torch.long)
-    for i, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[i, :n] = torch.tensor(s.input_ids)
-        labels[i, :n] = torch.tensor(s.labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples]}
 
 
 class EncodedBatches:
