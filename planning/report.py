@@ -101,10 +101,13 @@ def _run_row(row: ScoreRow) -> ScoreRow:
                     row.num_records, row.num_failed, row.num_missing)
 
 
-def results_markdown(result: EvaluationResult, command: str | None = None) -> str:
-    """docs/results.md: headline tables per convention (per-command detail stays in outputs/eval)."""
-    parts = ["# Results", "", "Open-loop planning on the evaluated split; regenerate with the command below.", "",
-             provenance_markdown(result, command), ""]
+def results_markdown(result: EvaluationResult, command: str | None = None, note: str | None = None) -> str:
+    """docs/results.md: headline tables per convention (per-command detail stays in outputs/eval).
+
+    `note`: a paragraph from the caller (what produced the runs, e.g. `make results`), set under the title.
+    """
+    intro = "Open-loop planning on the evaluated split; regenerate with the command below."
+    parts = ["# Results", "", *([note, ""] if note else []), intro, "", provenance_markdown(result, command), ""]
     for convention in result.conventions:
         parts += [f"## {CONVENTION_TITLES[convention]}", "", metrics_table(result.method_rows(convention)), ""]
     parts += _notes(result)
@@ -216,8 +219,9 @@ def write_outputs(result: EvaluationResult, out_dir: str | Path, command: str | 
     return paths
 
 
-def write_results_md(result: EvaluationResult, path: str | Path, command: str | None = None) -> Path:
+def write_results_md(result: EvaluationResult, path: str | Path, command: str | None = None,
+                     note: str | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results_markdown(result, command))
+    path.write_text(results_markdown(result, command, note))
     return path

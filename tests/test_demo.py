@@ -22,7 +22,7 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
                       "--seeds", "0", "1", "--results-md", str(results), "--readme", str(readme)]) == 0
     assert list(json.loads((out / "demo_timings.json").read_text())) == [*EXPECTED_STEPS, "wall"]
     table = results.read_text()
-    assert "`test`" in table  # reported on the held-out split
+    assert "`test`" in table and "held-out" in table  # reported on the held-out split, and says so
     for heading in ("## UniAD", "## ST-P3", "## ST-P3 (original)", "## VAD"):
         assert heading in table
     for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny"):

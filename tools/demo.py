@@ -158,12 +158,23 @@ def baseline_predictions(base: Path) -> tuple[list[str], list[str]]:
     return files, names
 
 
+def results_note(a: argparse.Namespace) -> str:
+    """What produced the runs of the results page, for its readers (written at its top)."""
+    seeds = " ".join(map(str, a.seeds))
+    return (f"Produced by `python tools/demo.py --seeds {seeds} --keep --jobs 2 --results-md docs/results.md` "
+            f"(`make results`) on the mini world's held-out `{REPORT_SPLIT}` split: 14 scenes never used to choose "
+            "a setting (val was). Learned rows are mean ± sample std over their seeds: Ego-MLP seeds "
+            f"{' '.join(map(str, EGO_MLP_SEEDS))}; VLA-tiny planning-stage seeds {seeds}, each trained from the same "
+            "align → instruct → motion chain (seed 0), so the spread is the planning stage's alone. VLA answers "
+            "are decoded template-constrained (docs/model.md); failed answers score as docs/evaluation.md says.")
+
+
 def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     data, out, ck, base = a.data, Path(a.out), Path(a.checkpoints), Path(a.out) / "baselines"
     files, names = baseline_predictions(base)
     checkpoints = [str(planning_out(ck, seed) / "last") for seed in a.seeds]
     oracle = ("--tokens", "oracle") if a.oracle else ()
-    results = ("--results-md", a.results_md) if a.results_md else ()
+    results = ("--results-md", a.results_md, "--results-note", results_note(a)) if a.results_md else ()
     steps = [
         Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", REPORT_SPLIT, "--pred", *files,
                               "--names", *names, "--checkpoint", *checkpoints, "--checkpoint-name", "VLA-tiny",

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-gt", action="store_true", help="add a 'GT (sanity)' row (must show 0 L2, 0 collisions)")
     p.add_argument("--out", default="outputs/eval", help="folder for report.md, metrics.json, metrics.csv")
     p.add_argument("--results-md", default=None, help="also write the headline results page here (docs/results.md)")
+    p.add_argument("--results-note", default=None,
+                   help="a paragraph for the top of --results-md: what produced the runs (e.g. the make target)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no printed tables")
     return p
 
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python tools/eval_planning.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     paths = write_outputs(result, args.out, command)
     if args.results_md:
-        paths["results"] = write_results_md(result, args.results_md, command)
+        paths["results"] = write_results_md(result, args.results_md, command, args.results_note)
     if not args.quiet:
         print(evaluation_markdown(result, command))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
