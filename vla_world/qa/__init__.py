@@ -6,14 +6,22 @@
 Questions read only the planner's input (`vla_world.qa.questions`); answers and labels read the
 record. The planning stage's examples are `vla_world.training.data.planning_examples`. See
 docs/stage_data.md for the kinds, the label rules and example counts.
+
+Names load on first use (PEP 562): a stage config reads `vla_world.qa.config` without pulling in
+the builders' shapely geometry.
 """
 
-from vla_world.qa.config import StageDataConfig
-from vla_world.qa.examples import (
-    GRANULARITIES,
-    STAGES,
-    StageExample,
-    build_stage_examples,
-)
+from __future__ import annotations
 
-__all__ = ["GRANULARITIES", "STAGES", "StageDataConfig", "StageExample", "build_stage_examples"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"StageDataConfig": "config", "GRANULARITIES": "examples", "STAGES": "examples",
+            "StageExample": "examples", "build_stage_examples": "examples"}
+__all__ = list(_EXPORTS)  # resolved lazily by __getattr__
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vla_world.qa' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"vla_world.qa.{_EXPORTS[name]}"), name)
