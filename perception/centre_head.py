@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception.config import GridConfig, BevModelConfig
+from perception.config import BevModelConfig, GridConfig
 from perception.geometry import cell_centres
 
 # Regression channels per cell: centre offset from the cell centre (2, in cells), z / Z_SCALE (1),

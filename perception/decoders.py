@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from perception.bev_encoder import PositionMLP, normalised_coords
-from perception.config import GridConfig, BevModelConfig
+from perception.config import BevModelConfig, GridConfig
 
 
 def mlp(dim: int, out: int) -> nn.Sequential:

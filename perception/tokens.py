@@ -69,3 +69,13 @@ def load_token_cache(path: str | Path) -> dict[str, PerceptionTokens]:
     flat = load_file(str(path))
     samples = sorted({k.split("/", 1)[0] for k in flat})
     return {s: PerceptionTokens.from_flat(flat, s) for s in samples}
+
+
+def load_tokens_for(path: str | Path, sample_tokens: list[str]) -> dict[str, PerceptionTokens]:
+    """`load_token_cache`, refusing a cache that lacks any of `sample_tokens` (a KeyError naming the fix)."""
+    tokens = load_token_cache(path)
+    missing = [t for t in sample_tokens if t not in tokens]
+    if missing:
+        raise KeyError(f"{path}: no tokens for {len(missing)} of {len(sample_tokens)} samples (e.g. {missing[0]}); "
+                       "re-run tools/export_tokens.py for this dataroot and split")
+    return tokens

@@ -71,16 +71,12 @@ def load_tokens(spec: str, records: list, perception_config: str | None) -> tupl
         from vla_world.training.data import oracle_token_map
 
         return oracle_token_map(records, perception_config), TokenSource(ORACLE, perception_config or "perception defaults").label
-    from perception.tokens import load_token_cache
+    from perception.tokens import load_tokens_for
 
     try:
-        tokens = load_token_cache(spec)
-    except FileNotFoundError as exc:
+        tokens = load_tokens_for(spec, [r.sample_token for r in records])
+    except (FileNotFoundError, KeyError) as exc:
         raise SystemExit(f"--tokens {spec}: {exc}") from exc
-    missing = [r.sample_token for r in records if r.sample_token not in tokens]
-    if missing:
-        raise SystemExit(f"{spec}: no tokens for {len(missing)} of {len(records)} samples (e.g. {missing[0]}); "
-                         "export them for this dataroot and split with tools/export_tokens.py")
     return tokens, TokenSource("cache", spec).label
 
 

@@ -29,7 +29,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from perception.tokens import PerceptionTokens, load_token_cache
+from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import parse_trajectory
 from vla_world.config import config_from_dict
 from vla_world.constrained import constrained_generate_ids
@@ -182,24 +182,16 @@ def load_source_tokens(source: TokenSource, checkpoint: str | Path, records: lis
 
         return oracle_token_map(records, saved_data_config(checkpoint).perception_config)
     if source.kind == "cache":
-        tokens = load_token_cache(source.detail)
-        missing = [r.sample_token for r in records if r.sample_token not in tokens]
-        if missing:
-            raise KeyError(f"{source.detail}: no tokens for {len(missing)} of {len(records)} samples (e.g. {missing[0]}); "
-                           "re-run tools/export_tokens.py for this dataroot and split")
-        return tokens
-    return fine_tuned_tokens(checkpoint, records, dataroot, saved_data_config(checkpoint))
+        return load_tokens_for(source.detail, [r.sample_token for r in records])
+    return fine_tuned_tokens(checkpoint, Path(source.detail), records, dataroot, saved_data_config(checkpoint))
 
 
-def fine_tuned_tokens(checkpoint: str | Path, records: list[SampleRecord], dataroot: str | Path | None,
-                      data: DataConfig) -> dict[str, PerceptionTokens]:
-    """Tokens from the perception a planning checkpoint fine-tuned online (`<checkpoint>/perception`)."""
-    from vla_world.training.online_perception import OnlinePerception, perception_folder
+def fine_tuned_tokens(checkpoint: str | Path, folder: Path, records: list[SampleRecord],
+                      dataroot: str | Path | None, data: DataConfig) -> dict[str, PerceptionTokens]:
+    """Tokens from the perception a planning checkpoint fine-tuned online (`folder`, found by
+    `resolve_token_source`)."""
+    from vla_world.training.online_perception import OnlinePerception
 
-    folder = perception_folder(checkpoint)
-    if folder is None:
-        raise FileNotFoundError(f"{checkpoint}/perception: missing, but {checkpoint}/config.yaml says the planner "
-                                "was trained with online perception; the checkpoint is incomplete")
     if dataroot is None:
         raise ValueError(f"{checkpoint} was trained with online perception: its tokens come from camera images, "
                          "so pass dataroot= (tools: --dataroot)")

@@ -14,8 +14,7 @@ in the devkit, scipy or shapely, so the record contract, the codec and the metri
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vla_world.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "BUILDER_VERSION": "builder",
@@ -35,8 +34,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = list(_EXPORTS)  # resolved lazily by __getattr__
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vla_world.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"vla_world.data.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,15 +8,10 @@ does not pull in torch and transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vla_world.lazy import lazy_exports
 
 _EXPORTS = {"EncodedSample": "sequence", "FocusNotDetected": "sequence", "PromptOptions": "sequence",
             "SequenceBuilder": "sequence", "VLAModel": "vla"}
 __all__ = list(_EXPORTS)  # resolved lazily by __getattr__
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vla_world.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"vla_world.model.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

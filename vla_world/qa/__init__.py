@@ -13,15 +13,10 @@ the builders' shapely geometry.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vla_world.lazy import lazy_exports
 
 _EXPORTS = {"StageDataConfig": "config", "GRANULARITIES": "examples", "STAGES": "examples",
             "StageExample": "examples", "build_stage_examples": "examples"}
 __all__ = list(_EXPORTS)  # resolved lazily by __getattr__
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vla_world.qa' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"vla_world.qa.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

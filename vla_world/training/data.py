@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.tokens import PerceptionTokens, load_token_cache
+from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import format_trajectory
 from planning.kinematic import ctra_rollout
 from vla_world.data.planner_input import planner_input
@@ -97,13 +97,7 @@ def load_stage_tokens(cfg: DataConfig, records: list[SampleRecord], split: str) 
     """Perception tokens for `records`: from the split's cache file, or oracle tokens from GT."""
     if cfg.token_source == "oracle":
         return oracle_token_map(records, cfg.perception_config)
-    path = f"{cfg.token_cache}/{split}.safetensors"
-    tokens = load_token_cache(path)
-    missing = [r.sample_token for r in records if r.sample_token not in tokens]
-    if missing:
-        raise KeyError(f"{path}: no tokens for {len(missing)} of {len(records)} samples (e.g. {missing[0]}); "
-                       "re-run tools/export_tokens.py for this dataroot and split")
-    return tokens
+    return load_tokens_for(f"{cfg.token_cache}/{split}.safetensors", [r.sample_token for r in records])
 
 
 def oracle_token_map(records: list[SampleRecord], perception_config: str | None = None) -> dict[str, PerceptionTokens]:
