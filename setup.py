@@ -23,6 +23,7 @@ CORE = [
     "transformers>=5.0,<6",
     "accelerate>=1.10,<2",
     "peft>=0.17,<1",
+    "diffusers>=0.30,<0.43",  # VQModel: the frame tokenizer of the world model (perception/frame_tokenizer)
     "pycocoevalcap>=1.2",
 ]
 
