@@ -220,7 +220,7 @@ def evaluate_methods(targets: Sequence[PlanningTargets], methods: Mapping[str, P
     unknown = sorted(set(conventions) - set(CONVENTIONS))
     if unknown:
         raise ValueError(f"unknown convention(s) {unknown}; choose from {list(CONVENTIONS)}")
-    runs = _runs(methods)
+    runs = method_runs(methods)
     split_tokens = {t.sample_token for t in targets}
     assembled = [(info, assemble_trajectories(targets, preds, info.name, allow_missing)) for info, preds in runs]
     gt = np.stack([t.ego_future for t in targets]).astype(np.float64)
@@ -256,7 +256,7 @@ def _check_targets(targets: Sequence[PlanningTargets], split: str) -> None:
                         "vla_world.data.targets.planning_targets(record) (scores read labels only)")
 
 
-def _runs(methods: Mapping[str, Predictions | Sequence[Predictions]]) -> list[tuple[RunInfo, Predictions]]:
+def method_runs(methods: Mapping[str, Predictions | Sequence[Predictions]]) -> list[tuple[RunInfo, Predictions]]:
     """(RunInfo, Predictions) per run, methods in order; run labels from metadata seeds, else "run K"."""
     runs = []
     for method, given in methods.items():

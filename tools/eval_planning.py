@@ -30,14 +30,18 @@ counted step, and are counted in the "Failed" column of every row (docs/evaluati
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shlex
 import sys
 from pathlib import Path
 
 import yaml
+from tqdm import tqdm
 
 from planning.evaluate import MissingPredictionsError, RunLabelError, evaluate_methods
 from planning.metrics import CONVENTIONS
+from planning.pdm_eval import PdmRow, evaluate_pdm, pdm_markdown, pdm_scene
 from planning.predictions import (
     PredictionFileError,
     Predictions,
@@ -46,6 +50,7 @@ from planning.predictions import (
     save_predictions,
 )
 from planning.report import evaluation_markdown, write_outputs, write_results_md
+from vla_world.data.drivable_area import DrivableAreas
 from vla_world.data.targets import planning_targets
 
 ORACLE = "oracle"  # vla_world.inference.ORACLE; spelled here so --help needs no torch import
@@ -79,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-md", default=None, help="also write the headline results page here (docs/results.md)")
     p.add_argument("--results-note", default=None,
                    help="a paragraph for the top of --results-md: what produced the runs (e.g. the make target)")
+    p.add_argument("--no-pdms", action="store_true",
+                   help="skip the pseudo-simulation table (PDMS: each plan driven by a controller against the recorded "
+                        "agents and the map's drivable area; planning/pdm_score.py); it needs the dataroot's map expansion")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no printed tables")
     return p
 
@@ -161,6 +169,23 @@ def checkpoint_row_name(checkpoints: list[str], name: str | None, tokens: str | 
     return base + ORACLE_SUFFIX if tokens == ORACLE else base
 
 
+def pseudo_simulation(records: list, methods: dict, args: argparse.Namespace) -> list[PdmRow]:
+    """The PDMS rows of every run (and of the logged future with --with-gt)."""
+    areas = DrivableAreas(args.dataroot)
+    scenes = [pdm_scene(r, areas) for r in tqdm(records, desc="drivable areas", unit="sample", disable=args.quiet)]
+    return evaluate_pdm(scenes, methods, allow_missing=args.allow_missing, with_gt=args.with_gt,
+                        progress=not args.quiet)
+
+
+def write_pdm_outputs(rows: list[PdmRow], out: str, report: Path) -> dict[str, Path]:
+    """pdms.json (every run) and the PDMS table appended to report.md."""
+    path = Path(out) / "pdms.json"
+    path.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
+    with open(report, "a") as f:
+        f.write("\n## Pseudo-simulation (PDMS)\n\n" + pdm_markdown(rows) + "\n")
+    return {"pdms": path}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.pred and not args.checkpoint and not args.with_gt:
@@ -189,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(exc)) from exc
     command = "python tools/eval_planning.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     paths = write_outputs(result, args.out, command)
+    pdms = None if args.no_pdms else pseudo_simulation(records, methods, args)
+    if pdms is not None:
+        paths.update(write_pdm_outputs(pdms, args.out, paths["markdown"]))
     if args.results_md:
         paths["results"] = write_results_md(result, args.results_md, command, args.results_note)
     if not args.quiet:
         print(evaluation_markdown(result, command))
+        if pdms is not None:
+            print("\n## Pseudo-simulation (PDMS)\n\n" + pdm_markdown(pdms))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

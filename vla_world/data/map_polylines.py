@@ -48,7 +48,7 @@ class MapPatch:
             raise ConfigError(f"map_patch: need x_min < x_max and y_min < y_max, got {self}")
 
 
-class _Layer:
+class SpatialLayer:
     """Geometries of one source layer (global frame) with a spatial index."""
 
     def __init__(self, geometries: list[BaseGeometry]):
@@ -63,29 +63,29 @@ class MapPolylineExtractor:
     """Per-location map geometry, queried once per keyframe for the polylines around the ego."""
 
     def __init__(self, nusc_map: NuScenesMap):
-        self.dividers = _Layer([nusc_map.extract_line(r["line_token"]) for name in ("lane_divider", "road_divider")
+        self.dividers = SpatialLayer([nusc_map.extract_line(r["line_token"]) for name in ("lane_divider", "road_divider")
                                 for r in getattr(nusc_map, name)])
-        self.roads = _Layer([_valid(nusc_map.extract_polygon(r["polygon_token"])) for name in ("road_segment", "lane")
+        self.roads = SpatialLayer([valid_polygon(nusc_map.extract_polygon(r["polygon_token"])) for name in ("road_segment", "lane")
                              for r in getattr(nusc_map, name)])
-        self.crossings = _Layer([_valid(nusc_map.extract_polygon(r["polygon_token"])) for r in nusc_map.ped_crossing])
+        self.crossings = SpatialLayer([valid_polygon(nusc_map.extract_polygon(r["polygon_token"])) for r in nusc_map.ped_crossing])
 
     def polylines(self, lidar2global: np.ndarray, patch: MapPatch) -> tuple[np.ndarray, list[np.ndarray]]:
         """(P,) int8 class ids and P (n_i, 2) float32 polylines in the LiDAR frame of `lidar2global`."""
         local_patch = box(patch.x_min, patch.y_min, patch.x_max, patch.y_max)
-        region = _global_region(lidar2global, patch)
+        region = global_region(lidar2global, patch)
         global2lidar = invert_pose(lidar2global)
         types: list[int] = []
         lines: list[np.ndarray] = []
-        for kind, geometries in ((LANE_DIVIDER, MultiLineString(list(_to_frame(self.dividers.near(region), global2lidar)))),
-                                 (ROAD_BOUNDARY, _outline(_to_frame(self.roads.near(region), global2lidar))),
-                                 (PED_CROSSING, _outline(_to_frame(self.crossings.near(region), global2lidar)))):
+        for kind, geometries in ((LANE_DIVIDER, MultiLineString(list(to_frame(self.dividers.near(region), global2lidar)))),
+                                 (ROAD_BOUNDARY, _outline(to_frame(self.roads.near(region), global2lidar))),
+                                 (PED_CROSSING, _outline(to_frame(self.crossings.near(region), global2lidar)))):
             for line in _line_parts(shapely.intersection(geometries, local_patch)):
                 types.append(kind)
                 lines.append(np.asarray(line.coords, dtype=np.float32)[:, :2])
         return np.array(types, dtype=np.int8), lines
 
 
-def _to_frame(geometries: np.ndarray, frame_from_global: np.ndarray) -> np.ndarray:
+def to_frame(geometries: np.ndarray, frame_from_global: np.ndarray) -> np.ndarray:
     """Move 2-D map geometry into the frame (one vectorised call for all of them).
 
     Map geometry has no height, so the LiDAR's small pitch/roll are dropped: only the top-left
@@ -102,12 +102,12 @@ def _outline(polygons: np.ndarray) -> BaseGeometry:
     return merged.boundary if not merged.is_empty else MultiLineString()
 
 
-def _valid(polygon: Polygon) -> Polygon:
+def valid_polygon(polygon: Polygon) -> Polygon:
     """Repair self-touching polygons (some exist in real maps) so unions do not raise."""
     return polygon if polygon.is_valid else shapely.make_valid(polygon).buffer(0)
 
 
-def _global_region(lidar2global: np.ndarray, patch: MapPatch) -> Polygon:
+def global_region(lidar2global: np.ndarray, patch: MapPatch) -> Polygon:
     corners = np.array([[patch.x_min, patch.y_min, 0], [patch.x_max, patch.y_min, 0],
                         [patch.x_max, patch.y_max, 0], [patch.x_min, patch.y_max, 0]])
     return Polygon(transform_points(lidar2global, corners)[:, :2])
