@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from planning.evaluate import GT_ROW_NAME, STD_DDOF, assemble_trajectories, method_runs
-from planning.pdm_score import FAILED, SUBSCORES, agent_tracks, scorable, score_plan
+from planning.pdm_score import FAILED, SUBSCORES, scene_context, scorable, score_plan
 from planning.predictions import Predictions
 from planning.tracking import EgoState
 from vla_world.data.drivable_area import DrivableAreas
@@ -73,7 +73,7 @@ def evaluate_pdm(scenes: Sequence[PdmScene], methods: Mapping[str, Predictions |
     """One `PdmRow` per run of every method (and the logged future as `GT (sanity)` with `with_gt`)."""
     kept = [s for s in scenes if scorable(s.targets)]
     targets = [s.targets for s in kept]
-    agents = [agent_tracks(t) for t in targets]
+    contexts = [scene_context(s.targets, s.start) for s in kept]
     runs = [(info.method, info.run, assemble_trajectories(targets, preds, info.name, allow_missing))
             for info, preds in method_runs(methods)]
     if with_gt:
@@ -81,8 +81,8 @@ def evaluate_pdm(scenes: Sequence[PdmScene], methods: Mapping[str, Predictions |
         runs.append((GT_ROW_NAME, "", _GtRun(gt)))
     rows = []
     for method, run, traj in tqdm(runs, desc="pseudo-simulation", unit="run", disable=not progress):
-        results = [FAILED if traj.failed[i] else score_plan(traj.trajectories[i], s.start, s.targets, s.drivable, a)
-                   for i, (s, a) in enumerate(zip(kept, agents))]
+        results = [FAILED if traj.failed[i] else score_plan(traj.trajectories[i], s.start, s.targets, s.drivable, c)
+                   for i, (s, c) in enumerate(zip(kept, contexts))]
         scores = {k: float(np.mean([r.as_dict()[k] for r in results])) if results else float("nan") for k in PDM_KEYS}
         rows.append(PdmRow(method, run, scores, len(kept), int(traj.failed.sum())))
     return rows

@@ -93,15 +93,30 @@ class AgentTracks:
     static: np.ndarray  # (N,) bool
 
 
+@dataclass(frozen=True)
+class SceneContext:
+    """What every plan of one sample is scored against, computed once per sample."""
+
+    agents: AgentTracks
+    logged: np.ndarray  # (T+1,) the logged ego's boxes (annotation-overlap exclusion)
+    path: shapely.LineString  # the logged ego path from the origin
+    reference_progress: float  # progress along `path` of the logged path driven by the controller
+
+
+def scene_context(targets: PlanningTargets, start: EgoState) -> SceneContext:
+    path = shapely.LineString(np.vstack([np.zeros((1, 2)), targets.ego_future]))
+    reached = track(targets.ego_future, start).xy[-1]
+    progress = float(path.project(shapely.Point(reached))) if path.length >= MIN_PROGRESS_M else 0.0
+    return SceneContext(agent_tracks(targets), _logged_boxes(targets), path, progress)
+
+
 def score_plan(plan: np.ndarray, start: EgoState, targets: PlanningTargets, drivable: BaseGeometry,
-               agents: AgentTracks | None = None) -> PdmResult:
+               context: SceneContext | None = None) -> PdmResult:
     """PDMS terms of one (6, 2) plan from `start` (full-future samples only: see `scorable`)."""
-    agents = agents if agents is not None else agent_tracks(targets)
+    context = context if context is not None else scene_context(targets, start)
     rollout = track(plan, start)
-    reference = track(targets.ego_future, start)
-    logged = _logged_boxes(targets)
-    return PdmResult(NC=_no_collision(rollout, agents, logged), DAC=_drivable(rollout, drivable),
-                     EP=_progress(rollout, reference, targets), TTC=_time_to_collision(rollout, agents),
+    return PdmResult(NC=_no_collision(rollout, context.agents, context.logged), DAC=_drivable(rollout, drivable),
+                     EP=_progress(rollout, context), TTC=_time_to_collision(rollout, context.agents),
                      C=_comfort(rollout))
 
 
@@ -213,14 +228,11 @@ def _drivable(rollout: Rollout, drivable: BaseGeometry) -> float:
     return float(bool(np.all(shapely.covers(drivable, ego))))
 
 
-def _progress(rollout: Rollout, reference: Rollout, targets: PlanningTargets) -> float:
-    path = shapely.LineString(np.vstack([np.zeros((1, 2)), targets.ego_future]))
-    if path.length < MIN_PROGRESS_M:
+def _progress(rollout: Rollout, context: SceneContext) -> float:
+    if context.reference_progress < MIN_PROGRESS_M:
         return 1.0
-    reached = path.project(shapely.Point(reference.xy[-1]))
-    if reached < MIN_PROGRESS_M:
-        return 1.0
-    return float(np.clip(path.project(shapely.Point(rollout.xy[-1])) / reached, 0.0, 1.0))
+    reached = context.path.project(shapely.Point(rollout.xy[-1]))
+    return float(np.clip(reached / context.reference_progress, 0.0, 1.0))
 
 
 def _time_to_collision(rollout: Rollout, agents: AgentTracks) -> float:
