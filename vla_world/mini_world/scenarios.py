@@ -100,9 +100,18 @@ class SceneSimulation:
     description: str
 
 
-def simulate_scene(net: RoadNetwork, behaviour: str, duration: float, keyframe_step: float,
-                   rng: np.random.Generator) -> SceneSimulation:
-    """Set up and run one scene; tracks are sampled every `keyframe_step` s from 0 to `duration`."""
+@dataclass
+class SceneSetup:
+    """A scene before it runs: its traffic (vehicles[0] is the ego) and the ego's scripted junction."""
+
+    behaviour: str
+    traffic: TrafficSimulation
+    junction: int  # index of the junction where the ego makes its scripted movement
+    stop_s: float  # arc length of the ego's stop line there, along its route
+
+
+def setup_scene(net: RoadNetwork, behaviour: str, duration: float, rng: np.random.Generator) -> SceneSetup:
+    """Place the ego, its traffic, pedestrians and light plans for a scene of `duration` seconds."""
     movement = movement_of(behaviour)
     ego_speed = EGO_TYPE.sample_speed(rng)
     # when the ego would reach its stop line at its own speed; a slow leader delays it, so start closer
@@ -124,7 +133,14 @@ def simulate_scene(net: RoadNetwork, behaviour: str, duration: float, keyframe_s
     connector = next(i for i in lanes if net.lanes[i].kind == "connector" and net.lanes[i].junction == junction)
     others = _spawn_vehicles(net, ego, ego_path, lead, stop_s, connector, duration, rng)
     peds = _spawn_pedestrians(net, ego_path, duration, rng)
-    tracks = TrafficSimulation(net, signals, [ego, *lead, *others], peds).run(duration, keyframe_step)
+    return SceneSetup(behaviour, TrafficSimulation(net, signals, [ego, *lead, *others], peds), junction, stop_s)
+
+
+def simulate_scene(net: RoadNetwork, behaviour: str, duration: float, keyframe_step: float,
+                   rng: np.random.Generator) -> SceneSimulation:
+    """Set up and run one scene; tracks are sampled every `keyframe_step` s from 0 to `duration`."""
+    setup = setup_scene(net, behaviour, duration, rng)
+    tracks = setup.traffic.run(duration, keyframe_step)
     return SceneSimulation(behaviour, tracks[0], tracks[1:], scene_description(behaviour))
 
 
