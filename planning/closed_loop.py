@@ -27,6 +27,7 @@ planner inputs and plans in the current LiDAR frame (x right, y forward).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,7 +266,7 @@ def _red_lights(episode: Episode, frames: list[Frame]) -> int:
     route = shapely.LineString(episode.route_xy)
     count = 0
     signals = episode.setup.traffic.signals
-    for before, after in zip(frames[:-1], frames[1:]):
+    for before, after in itertools.pairwise(frames):
         heading = np.array([math.cos(after.ego.yaw), math.sin(after.ego.yaw)])
         if route.distance(shapely.Point(after.ego.centre)) > ON_ROUTE_M:
             continue
