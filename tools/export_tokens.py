@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from perception.tokens import save_token_cache
     from vla_world.config import load_config
     from vla_world.data import load_records
+    from vla_world.data.fingerprint import data_identity
 
     torch.set_num_threads(args.threads)
     config_path = Path(args.checkpoint) / "config.yaml" if args.checkpoint else Path(args.config)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = tokens_for_records(records, cfg, args.dataroot, args.checkpoint)
     out = Path(args.out or f"cache/tokens/{args.split}.safetensors")
     meta = {"source": cfg.token_source, "checkpoint": args.checkpoint, "split": args.split, "token_dim": cfg.model.token_dim,
-            "scene_tokens": cfg.num_scene_tokens, "dataroot": str(args.dataroot)}
+            "scene_tokens": cfg.num_scene_tokens, **data_identity(args.dataroot, args.version or cfg.version)}
     save_token_cache(out, tokens, meta)
     agents = sum(t.counts()["agents"] for t in tokens.values())
     print(f"wrote {out}: {len(tokens)} keyframes, {agents} agent tokens, width {cfg.model.token_dim}")
