@@ -41,6 +41,7 @@ from vla_world.checkpoint import (
     truncate_log,
 )
 from vla_world.config import config_to_dict, load_config, save_config
+from vla_world.data.fingerprint import check_data_identity, data_identity
 from vla_world.data.records import SampleRecord
 
 LOG_NAME = "train_log.jsonl"
@@ -73,12 +74,12 @@ def batches_per_epoch(num_records: int, batch_size: int) -> int:
 
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: PerceptionConfig,
-               step: int, epoch: int, losses: dict[str, float]) -> Path:
+               step: int, epoch: int, losses: dict[str, float], data: dict | None = None) -> Path:
     config_path = folder.parent / f".{folder.name}-config.yaml"
     save_config(cfg, config_path)
     log_file = folder.parent / LOG_NAME
     state = {"step": step, "epoch": epoch, "rng": rng_state(), "losses": losses, "stage": "perception",
-             "parameters": parameter_counts(model), "log_bytes": log_file.stat().st_size if log_file.is_file() else None}
+             "parameters": parameter_counts(model), "log_bytes": log_file.stat().st_size if log_file.is_file() else None, "data": data or {}}
     saved = save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), state,
                             extra_files={"config.yaml": config_path.read_text()})
     config_path.unlink()
@@ -117,6 +118,7 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
     if not records:
         raise ValueError("no training records: check --dataroot and that the split 'train' has keyframes")
     cache = ImageCache(dataroot, cfg.model.image_size)
+    data = data_identity(dataroot, cfg.version)  # the checkpoint's data reference, checked on --resume
     targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
     per_epoch = batches_per_epoch(len(records), cfg.train.batch_size)
     schedule_length = per_epoch * cfg.train.epochs  # the LR schedule ignores --max-steps, so a cut run resumes onto the same curve
@@ -140,11 +142,11 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
                 log_file.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, **parts}) + "\n")
                 log_file.flush()  # readable while training runs
             if step % per_epoch == 0:
-                save_state(out / f"epoch_{step // per_epoch}", model, optimizer, cfg, step, step // per_epoch, parts)
-                save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+                save_state(out / f"epoch_{step // per_epoch}", model, optimizer, cfg, step, step // per_epoch, parts, data)
+                save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts, data)
     bar.close()
     if step % per_epoch:
-        save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+        save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts, data)
     result.step, result.seconds = step, time.time() - started
     return result
 
@@ -152,8 +154,9 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
 def load_perception_model(checkpoint: str | Path) -> tuple[BevPerception, PerceptionConfig]:
     """Model + config from a checkpoint folder written by this stage (for eval and token export)."""
     folder = Path(checkpoint)
-    if (folder / "state.json").is_file():
-        check_stage(folder, read_state(folder), ("perception",), "a perception tool")
+    if not (folder / "model.safetensors").is_file():
+        load_checkpoint(folder)  # the one-line "no checkpoint here" error
+    check_stage(folder, read_state(folder), ("perception",), "a perception tool")
     cfg = load_config(folder / "config.yaml", PerceptionConfig)
     weights, _, _ = load_checkpoint(folder)
     model = BevPerception(cfg)
@@ -192,7 +195,7 @@ def run_perception_stage(args: argparse.Namespace) -> TrainResult:
         return _run(args, cfg, out, load_records)
 
 
-def prepare_out(out: Path, resume: bool) -> None:
+def prepare_out(out: Path, resume: bool, dataroot: str | Path, version: str | None) -> None:
     """--resume: recover a save cut short and cut the log back to the checkpoint; fresh run: start a new log."""
     if not resume:
         (out / LOG_NAME).unlink(missing_ok=True)
@@ -200,11 +203,14 @@ def prepare_out(out: Path, resume: bool) -> None:
     recover_checkpoint(out / "last")
     if not (out / "last" / "model.safetensors").is_file():
         raise FileNotFoundError(f"{out / 'last'}: nothing to resume; run once without --resume (or pass the right --out)")
-    truncate_log(out / LOG_NAME, read_state(out / "last").get("log_bytes"))
+    state = read_state(out / "last")
+    check_data_identity(out / "last", state.get("data"), dataroot, version,
+                        fix="resume on the dataroot it was trained on, or start again with --overwrite")
+    truncate_log(out / LOG_NAME, state.get("log_bytes"))
 
 
 def _run(args: argparse.Namespace, cfg: PerceptionConfig, out: Path, load_records) -> TrainResult:
-    prepare_out(out, args.resume)
+    prepare_out(out, args.resume, args.dataroot, cfg.version)
     records = load_records(args.dataroot, version=cfg.version, split="train", progress=True)
     model, optimizer, start_step = prepare_model(cfg, out, args.resume, args.init)
     counts = parameter_counts(model)

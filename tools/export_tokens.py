@@ -32,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vla_world.checkpoint import CheckpointError
+    from vla_world.config import ConfigError
+
     args = build_parser().parse_args(argv)
+    try:
+        return export(args)
+    except (CheckpointError, ConfigError) as exc:  # one line naming the file and the fix, no traceback
+        raise SystemExit(f"export_tokens.py: {exc}") from exc
+
+
+def export(args: argparse.Namespace) -> int:
     import torch
 
     from perception.config import PerceptionConfig

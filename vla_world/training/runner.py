@@ -45,6 +45,7 @@ from vla_world.checkpoint import (
     truncate_log,
 )
 from vla_world.config import ConfigError, config_to_dict, load_config
+from vla_world.data.fingerprint import check_data_identity, data_identity
 from vla_world.model.sequence import EncodedSample
 from vla_world.model.vla import VLAModel
 from vla_world.training.config import StageConfig
@@ -257,7 +258,10 @@ def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, 
                                cfg.train.perception_loss_weight)
     log_parameter_counts(counts, bool(data.model.lora), status)
     trainer = StageTrainer(cfg, spec, data.model, data.batches, accelerator, out, data.online)
+    trainer.data = data_identity(args.dataroot, args.version)
     if resume_dir is not None:
+        check_data_identity(resume_dir, read_state(resume_dir).get("data"), args.dataroot, args.version,
+                            fix="resume on the dataroot it was trained on, or start again with --overwrite")
         trainer.restore(resume_dir)
     return trainer.fit(args.max_steps)
 
@@ -286,6 +290,7 @@ class StageTrainer:
         self.prepared_optimizer = self.optimizer
         self.perception_loss: float | None = None  # last weighted perception loss (online), for the log
         self.last_save = time.monotonic()
+        self.data: dict = {}  # data_identity of the dataroot (run_llm_stage sets it): saved as the data reference
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
@@ -470,7 +475,7 @@ class StageTrainer:
             meta = {"stage": self.spec.name, "progress": vars(self.progress), "rng": rng_state(),
                     "total_steps": self.total_steps, "world_size": self.world,
                     "batch_size": self.cfg.train.batch_size, "grad_accum": self.accumulation,
-                    "log_bytes": log_size(self.out / "train.log")}
+                    "log_bytes": log_size(self.out / "train.log"), "data": self.data}
             save_checkpoint(folder, state, optimizer_state, meta, files)
             if self.online is not None:  # after the VLA folder, which replaces `folder` as a whole
                 self.online.save(folder / PERCEPTION_DIR, self.perception_optimizer, {"step": self.progress.step})
