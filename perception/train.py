@@ -103,12 +103,14 @@ def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: 
     return float(loss.detach()), parts
 
 
-def check_finite_outputs(outputs: dict) -> None:
+def check_finite_outputs(outputs: dict, prefix: str = "") -> None:
     """nan/inf head outputs mean the run diverged; say so before the matcher fails on them (a SciPy error)."""
     for name, value in outputs.items():
-        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise TrainingDiverged(f"perception: head output {name!r} holds nan/inf: training diverged (the last "
-                                   "good checkpoint is kept). Usual causes: train.lr too high, train.grad_clip "
+        if isinstance(value, dict):
+            check_finite_outputs(value, f"{prefix}{name}.")
+        elif torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise TrainingDiverged(f"perception: head output {prefix}{name!s} holds nan/inf: training diverged (the "
+                                   "last good checkpoint is kept). Usual causes: train.lr too high, train.grad_clip "
                                    "off, corrupt images; lower train.lr and --resume, or start again with --overwrite")
 
 

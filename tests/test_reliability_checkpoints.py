@@ -224,3 +224,57 @@ def test_unreadable_yaml_names_the_file(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=f"broken.yaml: {message}"):
         load_config(path, StageConfig)
+
+
+# --- the tools: one line naming the file, no traceback --------------------------------------------------------------
+
+def fake_checkpoint(folder, stage: str):
+    save_checkpoint(folder, {"w": torch.zeros(2)}, state={"stage": stage}, extra_files={"vla.json": "{}"})
+    return folder
+
+
+def test_a_checkpoint_of_the_wrong_stage_is_refused_by_the_tools(mini_world, tmp_path):
+    align = fake_checkpoint(tmp_path / "align" / "last", "align")
+    with pytest.raises(SystemExit, match=r"align/last: a 'align' checkpoint, but eval_planning --checkpoint needs a "
+                                         r"planning one"):
+        load_tool("eval_planning").main(["--dataroot", str(mini_world), "--split", "val", "--checkpoint", str(align),
+                                         "--out", str(tmp_path / "eval"), "--quiet"])
+    with pytest.raises(SystemExit, match=r"--checkpoint: .*align/last: a 'align' checkpoint, but a perception tool"):
+        load_tool("eval_perception").main(["--checkpoint", str(align), "--dataroot", str(mini_world)])
+
+
+def test_a_corrupt_vla_json_is_one_line(mini_world, tmp_path):
+    planning = fake_checkpoint(tmp_path / "planning" / "last", "planning")
+    (planning / "vla.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"vla.json: not valid JSON"):
+        load_tool("plan").main(["--checkpoint", str(planning), "--dataroot", str(mini_world), "--split", "val",
+                                "--scene", "scene-0003", "--tokens", "oracle"])
+
+
+def test_perception_divergence_says_it_diverged(tmp_path):
+    from test_perception_train import synthetic_dataroot, tiny_config
+
+    from perception.inputs import ImageCache
+    from perception.model import BevPerception
+    from perception.targets import frame_targets
+    from perception.train import build_optimizer, train_step
+
+    cfg = tiny_config()
+    records = synthetic_dataroot(tmp_path)
+    model = BevPerception(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(math.nan)
+    targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
+    with pytest.raises(TrainingDiverged, match="perception: head output .* holds nan/inf: training diverged"):
+        train_step(model, build_optimizer(model, cfg), records, targets, ImageCache(tmp_path, cfg.model.image_size), cfg)
+
+
+def test_resume_on_another_world_is_refused(mini_world, tmp_path):
+    from perception.train import prepare_out
+    from vla_world.data.fingerprint import DataMismatchError
+
+    save_checkpoint(tmp_path / "last", {"w": torch.zeros(2)},
+                    state={"stage": "perception", "data": {"data_fingerprint": "0123456789abcdef", "dataroot": "elsewhere"}})
+    with pytest.raises(DataMismatchError, match=r"last: made from world 0123456789abcdef \(elsewhere\), but"):
+        prepare_out(tmp_path, True, mini_world, "v1.0-mini")

@@ -195,3 +195,12 @@ def test_demo_until_refuses_unknown_steps(tmp_path, capsys):
         demo.main(["--until", "evaluation", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert "--until 'evaluation': no step of that name" in err and "evaluate" in err
+
+
+def test_export_tokens_writes_the_fingerprint(mini_world, tmp_path):
+    from perception.tokens import token_cache_meta
+
+    out = tmp_path / "val.safetensors"
+    assert load_tool("export_tokens").main(["--oracle", "--dataroot", str(mini_world), "--split", "val",
+                                            "--out", str(out)]) == 0
+    assert token_cache_meta(out)["data_fingerprint"] == data_fingerprint(mini_world)

@@ -335,6 +335,9 @@ class StageTrainer:
 
     def prepare(self) -> tuple[torch.nn.Module, list]:
         """accelerate-prepared VLA (and online perception tail) and their optimizers, in training mode."""
+        if self.accumulation > 1 and self.acc.distributed_type == DistributedType.DEEPSPEED:
+            raise ConfigError("train.grad_accum > 1 accumulates in the runner, which a DeepSpeed engine does not "
+                              "allow; use DDP (configs/accelerate/cpu_2proc.yaml) or a larger train.batch_size")
         fill_deepspeed_batch_keys(self.acc, self.cfg.train.batch_size, self.cfg.train.grad_clip)
         model, optimizer = self.acc.prepare(self.model, self.optimizer)
         self.prepared_optimizer = optimizer
@@ -468,6 +471,7 @@ class StageTrainer:
         weights = full_model_state(self.acc, model)  # collective under ZeRO: every process gathers
         optimizer_state = full_optimizer_state(self.acc, model, self.prepared_optimizer)
         if self.acc.is_main_process:
+            log.info("saving %s (step %d)", folder, self.progress.step)  # kept in the log a resume cuts back to
             tied = model.base_llm.config.tie_word_embeddings  # safetensors refuses shared tensors
             state = {k: v for k, v in weights.items() if not (tied and k.endswith("lm_head.weight"))}
             files = model.save_files()
