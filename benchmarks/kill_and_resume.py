@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def main() -> int:
     if not (full / "last" / "state.json").is_file():
         subprocess.run(train(full, a.dataroot, "--overwrite"), check=True, **quiet)
     run = train(killed, a.dataroot, "--set", f"train.save_minutes={a.save_minutes}")
-    proc = subprocess.Popen([*run, "--overwrite"], **quiet)
+    shutil.rmtree(killed, ignore_errors=True)  # an old log would look like progress
+    proc = subprocess.Popen(run, **quiet)
     while proc.poll() is None and max(steps_logged(killed / "train.log"), default=0) < a.kill_step:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)

@@ -15,25 +15,20 @@ from accelerate import Accelerator
 from model_helpers import fake_tokens, small_model, small_records
 from tool_helpers import load_tool
 
-from vla_world.checkpoint import (
-    CheckpointError,
-    RunLock,
-    TrainingDiverged,
-    check_run_folder,
-    load_checkpoint,
-    read_state,
-    recover_checkpoint,
-    save_checkpoint,
-)
+import vla_world.checkpoint as ckpt
+from vla_world.checkpoint import load_checkpoint, save_checkpoint
 from vla_world.config import ConfigError, config_from_dict, load_config, parse_overrides
 from vla_world.data.synthetic import synthetic_record
+from vla_world.training import runner
 from vla_world.training.config import StageConfig, TrainConfig
 from vla_world.training.data import encode_examples, planning_examples
 from vla_world.training.model_setup import set_trainable
-from vla_world.training.runner import StageTrainer, claim_out, setup_logging
+from vla_world.training.runner import StageTrainer, setup_logging
 from vla_world.training.stages import stage_spec
 
 torch.set_num_threads(1)
+# New names are looked up when a test runs (ckpt.X, runner.X), not at import: on the code before issue 14
+# each test then fails on its own instead of the whole file failing to import.
 PERCEPTION_CONFIG = "configs/perception/tiny.yaml"
 
 
@@ -46,11 +41,11 @@ def saved(tmp_path, step: int = 1):
 
 def test_checksums_are_recorded_and_a_flipped_bit_is_refused(tmp_path):
     folder = saved(tmp_path)
-    assert set(read_state(folder)["checksums"]) == {"model.safetensors", "optimizer.safetensors"}
+    assert set(ckpt.read_state(folder)["checksums"]) == {"model.safetensors", "optimizer.safetensors"}
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-3] ^= 0x10  # a bit in the tensor bytes: the file still parses, the weights are wrong
     (folder / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"model.safetensors: checksum differs.*retrain"):
+    with pytest.raises(ckpt.CheckpointError, match=r"model.safetensors: checksum differs.*retrain"):
         load_checkpoint(folder)
 
 
@@ -63,25 +58,25 @@ def test_checksums_are_recorded_and_a_flipped_bit_is_refused(tmp_path):
 def test_damaged_checkpoints_name_the_file(tmp_path, damage, message):
     folder = saved(tmp_path)
     damage(folder)
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(ckpt.CheckpointError, match=message):
         load_checkpoint(folder)
 
 
 def test_truncated_weights_without_checksum_still_give_one_line(tmp_path):
     folder = saved(tmp_path)
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:40])
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    with pytest.raises(ckpt.CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(folder, verify=False)
     (folder / "model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty file"):
+    with pytest.raises(ckpt.CheckpointError, match="empty file"):
         load_checkpoint(folder, verify=False)
 
 
 def test_non_finite_weights_never_replace_a_good_checkpoint(tmp_path):
     folder = saved(tmp_path)
-    with pytest.raises(CheckpointError, match="nan/inf"):
+    with pytest.raises(ckpt.CheckpointError, match="nan/inf"):
         save_checkpoint(folder, {"w": torch.tensor([1.0, math.nan])}, state={"step": 2})
-    assert read_state(folder)["step"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert ckpt.read_state(folder)["step"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
 # --- interrupted saves --------------------------------------------------------------------------------------------
@@ -89,8 +84,8 @@ def test_non_finite_weights_never_replace_a_good_checkpoint(tmp_path):
 def test_a_kill_between_the_renames_is_recovered(tmp_path):
     folder = saved(tmp_path, step=1)
     folder.rename(tmp_path / "last.old-4242")  # killed after `last -> last.old-PID`, before `tmp -> last`
-    assert recover_checkpoint(folder).name == "last.old-4242"
-    assert read_state(folder)["step"] == 1
+    assert ckpt.recover_checkpoint(folder).name == "last.old-4242"
+    assert ckpt.read_state(folder)["step"] == 1
 
 
 def test_recovery_prefers_the_complete_new_folder_and_skips_a_broken_one(tmp_path):
@@ -98,18 +93,18 @@ def test_recovery_prefers_the_complete_new_folder_and_skips_a_broken_one(tmp_pat
     saved(tmp_path / "b", step=2).rename(tmp_path / "last.tmp-7")
     saved(tmp_path / "c", step=3).rename(tmp_path / "last.tmp-6")
     (tmp_path / "last.tmp-6" / "state.json").write_text("{")  # cut short while writing
-    recover_checkpoint(tmp_path / "last")
-    assert read_state(tmp_path / "last")["step"] == 2
+    ckpt.recover_checkpoint(tmp_path / "last")
+    assert ckpt.read_state(tmp_path / "last")["step"] == 2
 
 
 # --- run folders --------------------------------------------------------------------------------------------------
 
 def test_an_occupied_out_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
     saved(tmp_path)
-    with pytest.raises(CheckpointError, match="already holds a checkpoint; pass --resume"):
-        check_run_folder(tmp_path, resume=False, overwrite=False)
-    check_run_folder(tmp_path, resume=True, overwrite=False)
-    check_run_folder(tmp_path, resume=False, overwrite=True)
+    with pytest.raises(ckpt.CheckpointError, match="already holds a checkpoint; pass --resume"):
+        ckpt.check_run_folder(tmp_path, resume=False, overwrite=False)
+    ckpt.check_run_folder(tmp_path, resume=True, overwrite=False)
+    ckpt.check_run_folder(tmp_path, resume=False, overwrite=True)
     with pytest.raises(SystemExit, match=r"train.py: .*already holds a checkpoint"):
         load_tool("train").main(["--stage", "perception", "--config", PERCEPTION_CONFIG, "--out", str(tmp_path)])
 
@@ -118,13 +113,13 @@ def test_lock_names_a_live_holder_and_takes_over_a_dead_one(tmp_path, caplog):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid}))
-        with pytest.raises(CheckpointError, match=f"process {holder.pid} is training into"):
-            RunLock(tmp_path).acquire()
+        with pytest.raises(ckpt.CheckpointError, match=f"process {holder.pid} is training into"):
+            ckpt.RunLock(tmp_path).acquire()
     finally:
         holder.kill()
         holder.wait()
     with caplog.at_level(logging.WARNING):
-        lock = RunLock(tmp_path).acquire()  # the holder is dead now
+        lock = ckpt.RunLock(tmp_path).acquire()  # the holder is dead now
     assert f"lock of process {holder.pid}, which is no longer running" in caplog.text
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     lock.release()
@@ -169,7 +164,7 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
 def test_resume_refuses_another_global_batch(tmp_path):
     records = records4()
     trainer(tmp_path, records, batch_size=2).fit(max_steps=1)
-    with pytest.raises(CheckpointError, match=r"saved with global batch 2 .* but this run has 4"):
+    with pytest.raises(ckpt.CheckpointError, match=r"saved with global batch 2 .* but this run has 4"):
         trainer(tmp_path, records, batch_size=4).restore(tmp_path / "last")
     same = trainer(tmp_path, records, batch_size=1, grad_accum=2)  # same global batch: the schedule is unchanged
     same.restore(tmp_path / "last")
@@ -182,7 +177,7 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypat
     good = (tmp_path / "last" / "model.safetensors").read_bytes()
     real_step = run.train_step
     monkeypatch.setattr(run, "train_step", lambda *a: (math.nan, real_step(*a)[1]))
-    with pytest.raises(TrainingDiverged, match=r"planning: the loss is nan at step 2: training diverged.*learning rate"):
+    with pytest.raises(ckpt.TrainingDiverged, match=r"planning: the loss is nan at step 2: training diverged.*learning rate"):
         run.fit(max_steps=3)
     assert (tmp_path / "last" / "model.safetensors").read_bytes() == good
 
@@ -202,7 +197,7 @@ def test_the_log_is_not_duplicated_after_resume(tmp_path):
         run = trainer(tmp_path, records4())
         run.fit(max_steps=1)
         logging.getLogger("vla_world.train").info("step 2/4 loss 1.0 (logged, then the run was killed)")
-        claim_out(tmp_path, resume=True, overwrite=False, accelerator=run.acc).release()
+        runner.claim_out(tmp_path, resume=True, overwrite=False, accelerator=run.acc).release()
         text = (tmp_path / "train.log").read_text()
     finally:
         logging.getLogger().handlers.clear()
@@ -266,7 +261,7 @@ def test_perception_divergence_says_it_diverged(tmp_path):
         for p in model.parameters():
             p.fill_(math.nan)
     targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
-    with pytest.raises(TrainingDiverged, match="perception: head output .* holds nan/inf: training diverged"):
+    with pytest.raises(ckpt.TrainingDiverged, match="perception: head output .* holds nan/inf: training diverged"):
         train_step(model, build_optimizer(model, cfg), records, targets, ImageCache(tmp_path, cfg.model.image_size), cfg)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import warnings
@@ -16,19 +17,27 @@ from tool_helpers import load_tool
 from perception.frame_codes import FrameCodeMeta, frame_codes_for, save_frame_codes
 from perception.tokens import load_tokens_for, save_token_cache
 from planning.predictions import PredictionFileError, load_predictions, save_predictions
-from vla_world.data import load_records
-from vla_world.data.fingerprint import (
-    DataMismatchError,
-    data_fingerprint,
-    data_identity,
-)
+from vla_world.data import load_records, validate
 from vla_world.data.nuscenes_db import RecordError, open_nuscenes
-from vla_world.data.validate import main as validate_main
-from vla_world.data.validate import validate_files
-from vla_world.mini_world.generate import WorldSpec, world_namespace
+from vla_world.mini_world import generate
+from vla_world.mini_world.generate import WorldSpec
 from vla_world.training.data import oracle_token_map
 
 VERSION = "v1.0-mini"
+
+
+# New names are looked up when a test runs, not at import: on the code before issue 14 each test then
+# fails on its own instead of the whole file failing to import.
+def fingerprint():
+    return importlib.import_module("vla_world.data.fingerprint")
+
+
+def data_fingerprint(root: Path) -> str:
+    return fingerprint().data_fingerprint(root)
+
+
+def data_identity(root: Path) -> dict:
+    return fingerprint().data_identity(root)
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +63,21 @@ def copy_tables(src: Path, root: Path) -> Path:
 
 def test_tokens_depend_on_every_content_option_but_keep_the_default_worlds():
     base = WorldSpec(Path("x"))
-    assert world_namespace(base) == "vla-world/seed0"  # the default world keeps its tokens (and every cache)
+    assert generate.world_namespace(base) == "vla-world/seed0"  # the default world keeps its tokens (and every cache)
     others = [WorldSpec(Path("x"), num_scenes=12), WorldSpec(Path("x"), scene_seconds=10.0),
               WorldSpec(Path("x"), image_size=(96, 54)), WorldSpec(Path("x"), version="v1.0-trainval"),
               WorldSpec(Path("x"), seed=1)]
-    spaces = {world_namespace(s) for s in [base, *others]}
+    spaces = {generate.world_namespace(s) for s in [base, *others]}
     assert len(spaces) == 6
     # more test scenes append scenes and change none (tests/test_test_split.py): same namespace, same tokens
-    assert world_namespace(WorldSpec(Path("x"), test_scenes=3)) == world_namespace(base)
+    assert generate.world_namespace(WorldSpec(Path("x"), test_scenes=3)) == generate.world_namespace(base)
 
 
 def test_the_generator_uses_the_namespace(mini_world):
     spec = WorldSpec(mini_world, **TINY_WORLD)
     scene = json.loads((mini_world / VERSION / "scene.json").read_text())[0]
-    assert scene["token"] == hashlib.md5(f"{world_namespace(spec)}/{scene['name']}/scene".encode()).hexdigest()
-    assert world_namespace(spec) != "vla-world/seed0"  # 4 scenes of 10 s: not the default world's tokens
+    assert scene["token"] == hashlib.md5(f"{generate.world_namespace(spec)}/{scene['name']}/scene".encode()).hexdigest()
+    assert generate.world_namespace(spec) != "vla-world/seed0"  # 4 scenes of 10 s: not the default world's tokens
 
 
 def test_fingerprint_tells_the_worlds_apart(mini_world, other_world, tmp_path):
@@ -82,7 +91,7 @@ def test_token_cache_of_another_world_is_refused(mini_records, mini_world, other
     path = tmp_path / "val.safetensors"
     save_token_cache(path, oracle_token_map(records), {"source": "oracle", **data_identity(other_world)})
     tokens = [r.sample_token for r in records]
-    with pytest.raises(DataMismatchError, match=rf"val.safetensors: made from world {data_fingerprint(other_world)} "
+    with pytest.raises(fingerprint().DataMismatchError, match=rf"val.safetensors: made from world {data_fingerprint(other_world)} "
                                                 rf".*but {mini_world} is world {data_fingerprint(mini_world)}"):
         load_tokens_for(path, tokens, mini_world)
     assert len(load_tokens_for(path, tokens, other_world)) == len(records)
@@ -104,7 +113,7 @@ def test_prediction_files_of_another_world_are_refused_by_the_evaluator(mini_rec
 def test_frame_codes_of_another_world_are_refused(mini_world, other_world, tmp_path):
     meta = FrameCodeMeta(8, 4, (2, 2), "tok", (36, 64), data_fingerprint(other_world))
     save_frame_codes(tmp_path / "f.safetensors", {"s0": np.arange(4)}, meta)
-    with pytest.raises(DataMismatchError, match="made from world"):
+    with pytest.raises(fingerprint().DataMismatchError, match="made from world"):
         frame_codes_for(tmp_path / "f.safetensors", ["s0"], dataroot=mini_world)
     assert frame_codes_for(tmp_path / "f.safetensors", ["s0"], dataroot=other_world)["s0"].tolist() == [0, 1, 2, 3]
 
@@ -172,12 +181,12 @@ def test_an_unreadable_json_table_is_named(mini_world, tmp_path):
 
 def test_validate_reports_missing_map_basemap_and_image_files(mini_world, tmp_path, capsys):
     root = copy_tables(mini_world, tmp_path)
-    problems = validate_files(root, VERSION)
+    problems = validate.validate_files(root, VERSION)
     assert any("map expansion" in p and "expansion/" in p for p in problems)
     assert any(p.startswith("map.json:") and "basemap" in p for p in problems)
     assert any(p.startswith("sample_data.json:") and "keyframe image/lidar file(s) missing" in p for p in problems)
-    assert validate_main([str(root), "--version", VERSION]) == 1
-    assert validate_files(mini_world, VERSION) == []
+    assert validate.main([str(root), "--version", VERSION]) == 1
+    assert validate.validate_files(mini_world, VERSION) == []
 
 
 @pytest.mark.parametrize("flags, message", [(["--scenes", "1"], "leaves no val scene"),
