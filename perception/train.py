@@ -77,9 +77,10 @@ def save_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
                step: int, epoch: int, losses: dict[str, float], data: dict | None = None) -> Path:
     config_path = folder.parent / f".{folder.name}-config.yaml"
     save_config(cfg, config_path)
-    log_file = folder.parent / LOG_NAME
+    log_file = folder.parent / LOG_NAME  # its size now: --resume cuts the log back to it (no repeated lines)
     state = {"step": step, "epoch": epoch, "rng": rng_state(), "losses": losses, "stage": "perception",
-             "parameters": parameter_counts(model), "log_bytes": log_file.stat().st_size if log_file.is_file() else None, "data": data or {}}
+             "parameters": parameter_counts(model), "data": data or {},
+             "log_bytes": log_file.stat().st_size if log_file.is_file() else None}
     saved = save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), state,
                             extra_files={"config.yaml": config_path.read_text()})
     config_path.unlink()

@@ -67,7 +67,7 @@ def _load(folder: Path) -> tuple[dict[str, list[dict]], list[str]]:
             continue
         try:
             tables[name] = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             problems.append(f"{name}.json: not valid JSON ({err})")
             continue
         missing_token = [i for i, r in enumerate(tables[name]) if "token" not in r]
