@@ -159,7 +159,9 @@ def load_perception_model(checkpoint: str | Path) -> tuple[BevPerception, Percep
     folder = Path(checkpoint)
     if not (folder / "model.safetensors").is_file():
         load_checkpoint(folder)  # the one-line "no checkpoint here" error
-    check_stage(folder, read_state(folder), ("perception",), "a perception tool")
+    state = read_state(folder)
+    if "fine_tuned_from" not in state:  # <planning>/last/perception: a perception the planning stage fine-tuned
+        check_stage(folder, state, ("perception",), "a perception tool")
     cfg = load_config(folder / "config.yaml", PerceptionConfig)
     weights, _, _ = load_checkpoint(folder)
     model = BevPerception(cfg)
