@@ -9,8 +9,9 @@ One safetensors file per split (`cache/frames/<split>.safetensors`):
     raster order over the latent grid (row-major, `grid` = (h, w), K = h * w);
   * header `samples`: JSON list of the N sample tokens;
   * header `meta`: JSON with `codebook_size`, `codes_per_frame`, `grid`, `tokenizer_fingerprint`
-    (a hash of the tokenizer's weights: a cache made by another tokenizer is refused) and the
-    image size the tokenizer reads.
+    (a hash of the tokenizer's weights: a cache made by another tokenizer is refused), the
+    image size the tokenizer reads and `data_fingerprint` (vla_world.data.fingerprint: a cache
+    of another world is refused when the reader passes its dataroot).
 
 A sample's world-stage target is the row of its next keyframe (`next_sample_token`); the codes of a
 sample's own frame are an input only where an issue says so (never in the planner's prompt today).
@@ -31,6 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vla_world.data.fingerprint import FINGERPRINT_KEY, check_data_identity
+
 
 @dataclass(frozen=True)
 class FrameCodeMeta:
@@ -39,6 +42,7 @@ class FrameCodeMeta:
     grid: tuple[int, int]  # latent grid (h, w), codes in row-major order
     tokenizer_fingerprint: str  # hash of the frame tokenizer's weights
     image_size: tuple[int, int]  # (height, width) in pixels the tokenizer reads
+    data_fingerprint: str = ""  # vla_world.data.fingerprint of the world the images came from ("" = unknown)
 
     def __post_init__(self) -> None:
         if self.grid[0] * self.grid[1] != self.codes_per_frame:
@@ -74,15 +78,19 @@ def load_frame_codes(path: str | Path) -> tuple[dict[str, np.ndarray], FrameCode
         tokens = json.loads(header["samples"])
         raw = json.loads(header["meta"])
         meta = FrameCodeMeta(raw["codebook_size"], raw["codes_per_frame"], tuple(raw["grid"]),
-                             raw["tokenizer_fingerprint"], tuple(raw["image_size"]))
+                             raw["tokenizer_fingerprint"], tuple(raw["image_size"]), raw.get("data_fingerprint", ""))
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: not a frame-code cache (header field {err}); re-run tools/export_frame_codes.py") from err
     return {t: matrix[i] for i, t in enumerate(tokens)}, meta
 
 
-def frame_codes_for(path: str | Path, sample_tokens: list[str], fingerprint: str | None = None) -> dict[str, np.ndarray]:
-    """`load_frame_codes`, refusing a cache that lacks a sample or was made by another tokenizer."""
+def frame_codes_for(path: str | Path, sample_tokens: list[str], fingerprint: str | None = None,
+                    dataroot: str | Path | None = None) -> dict[str, np.ndarray]:
+    """`load_frame_codes`, refusing a cache that lacks a sample or was made by another tokenizer or world."""
     codes, meta = load_frame_codes(path)
+    if dataroot is not None:
+        check_data_identity(path, {FINGERPRINT_KEY: meta.data_fingerprint}, dataroot,
+                            fix="re-run tools/export_frame_codes.py on this dataroot")
     if fingerprint is not None and meta.tokenizer_fingerprint != fingerprint:
         raise ValueError(f"{path}: made by frame tokenizer {meta.tokenizer_fingerprint}, not {fingerprint}; "
                          "re-run tools/export_frame_codes.py with the tokenizer you train with")

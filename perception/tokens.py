@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from vla_world.data.fingerprint import check_data_identity
 
 
 @dataclass
@@ -71,8 +74,26 @@ def load_token_cache(path: str | Path) -> dict[str, PerceptionTokens]:
     return {s: PerceptionTokens.from_flat(flat, s) for s in samples}
 
 
-def load_tokens_for(path: str | Path, sample_tokens: list[str]) -> dict[str, PerceptionTokens]:
-    """`load_token_cache`, refusing a cache that lacks any of `sample_tokens` (a KeyError naming the fix)."""
+def token_cache_meta(path: str | Path) -> dict:
+    """The meta dict a cache was saved with ({} for none), without reading its tensors."""
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    try:
+        meta = json.loads(header.get("meta", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_tokens_for(path: str | Path, sample_tokens: list[str], dataroot: str | Path | None = None,
+                    version: str | None = None) -> dict[str, PerceptionTokens]:
+    """`load_token_cache`, refusing a cache that lacks any of `sample_tokens` (a KeyError naming the fix).
+
+    With `dataroot`, a cache exported from another world (its stored data fingerprint) is refused too.
+    """
+    if dataroot is not None and Path(path).is_file():
+        check_data_identity(path, token_cache_meta(path), dataroot, version,
+                            fix="re-run tools/export_tokens.py --dataroot with this dataroot")
     tokens = load_token_cache(path)
     missing = [t for t in sample_tokens if t not in tokens]
     if missing:

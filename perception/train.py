@@ -27,13 +27,24 @@ from perception.losses import perception_loss
 from perception.model import BevPerception, parameter_counts
 from perception.targets import FrameTargets, frame_targets
 from vla_world.checkpoint import (
+    RunLock,
+    TrainingDiverged,
+    check_finite_loss,
+    check_run_folder,
+    check_stage,
     load_checkpoint,
+    read_state,
+    recover_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    truncate_log,
 )
 from vla_world.config import config_to_dict, load_config, save_config
+from vla_world.data.fingerprint import check_data_identity, data_identity
 from vla_world.data.records import SampleRecord
+
+LOG_NAME = "train_log.jsonl"
 
 
 @dataclass
@@ -63,11 +74,13 @@ def batches_per_epoch(num_records: int, batch_size: int) -> int:
 
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: PerceptionConfig,
-               step: int, epoch: int, losses: dict[str, float]) -> Path:
+               step: int, epoch: int, losses: dict[str, float], data: dict | None = None) -> Path:
     config_path = folder.parent / f".{folder.name}-config.yaml"
     save_config(cfg, config_path)
+    log_file = folder.parent / LOG_NAME  # its size now: --resume cuts the log back to it (no repeated lines)
     state = {"step": step, "epoch": epoch, "rng": rng_state(), "losses": losses, "stage": "perception",
-             "parameters": parameter_counts(model)}
+             "parameters": parameter_counts(model), "data": data or {},
+             "log_bytes": log_file.stat().st_size if log_file.is_file() else None}
     saved = save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), state,
                             extra_files={"config.yaml": config_path.read_text()})
     config_path.unlink()
@@ -82,6 +95,7 @@ def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: 
                targets: list[FrameTargets], cache: ImageCache, cfg: PerceptionConfig) -> tuple[float, dict[str, float]]:
     model.train()
     outputs = model(load_camera_batch(records, cache))
+    check_finite_outputs(outputs)
     loss, parts = perception_loss(outputs, targets, model.map_decoder.grid_half, cfg.loss, cfg.grid)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -90,19 +104,31 @@ def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: 
     return float(loss.detach()), parts
 
 
+def check_finite_outputs(outputs: dict, prefix: str = "") -> None:
+    """nan/inf head outputs mean the run diverged; say so before the matcher fails on them (a SciPy error)."""
+    for name, value in outputs.items():
+        if isinstance(value, dict):
+            check_finite_outputs(value, f"{prefix}{name}.")
+        elif torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise TrainingDiverged(f"perception: head output {prefix}{name!s} holds nan/inf: training diverged (the "
+                                   "last good checkpoint is kept). Usual causes: train.lr too high, train.grad_clip "
+                                   "off, corrupt images; lower train.lr and --resume, or start again with --overwrite")
+
+
 def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[SampleRecord], dataroot: str | Path,
           cfg: PerceptionConfig, out: Path, start_step: int = 0, max_steps: int | None = None, progress: bool = True) -> TrainResult:
     """Run optimizer steps from `start_step` to the end of training (or `max_steps`), saving checkpoints."""
     if not records:
         raise ValueError("no training records: check --dataroot and that the split 'train' has keyframes")
     cache = ImageCache(dataroot, cfg.model.image_size)
+    data = data_identity(dataroot, cfg.version)  # the checkpoint's data reference, checked on --resume
     targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
     per_epoch = batches_per_epoch(len(records), cfg.train.batch_size)
     schedule_length = per_epoch * cfg.train.epochs  # the LR schedule ignores --max-steps, so a cut run resumes onto the same curve
-    total = schedule_length if max_steps is None else min(max_steps, schedule_length)
+    total = min(max_steps, schedule_length) if max_steps else schedule_length  # 0 / None: no limit
     result, started, step, parts = TrainResult(out / "last", start_step), time.time(), start_step, {}
     bar = tqdm(total=total, initial=start_step, desc="perception", disable=not progress, dynamic_ncols=True)
-    with (out / "train_log.jsonl").open("a") as log_file:
+    with (out / LOG_NAME).open("a") as log_file:
         while step < total:
             epoch, position = divmod(step, per_epoch)
             order = epoch_order(len(records), cfg.train.seed, epoch)
@@ -110,6 +136,7 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, schedule_length, cfg.train.lr, cfg.train.warmup_steps)
             loss, parts = train_step(model, optimizer, [records[i] for i in chosen], [targets[i] for i in chosen], cache, cfg)
+            check_finite_loss(loss, step + 1, "perception", out)
             step += 1
             result.losses.append(loss)
             bar.update(1)
@@ -118,11 +145,11 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
                 log_file.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, **parts}) + "\n")
                 log_file.flush()  # readable while training runs
             if step % per_epoch == 0:
-                save_state(out / f"epoch_{step // per_epoch}", model, optimizer, cfg, step, step // per_epoch, parts)
-                save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+                save_state(out / f"epoch_{step // per_epoch}", model, optimizer, cfg, step, step // per_epoch, parts, data)
+                save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts, data)
     bar.close()
     if step % per_epoch:
-        save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts)
+        save_state(out / "last", model, optimizer, cfg, step, step // per_epoch, parts, data)
     result.step, result.seconds = step, time.time() - started
     return result
 
@@ -130,6 +157,11 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
 def load_perception_model(checkpoint: str | Path) -> tuple[BevPerception, PerceptionConfig]:
     """Model + config from a checkpoint folder written by this stage (for eval and token export)."""
     folder = Path(checkpoint)
+    if not (folder / "model.safetensors").is_file():
+        load_checkpoint(folder)  # the one-line "no checkpoint here" error
+    state = read_state(folder)
+    if "fine_tuned_from" not in state:  # <planning>/last/perception: a perception the planning stage fine-tuned
+        check_stage(folder, state, ("perception",), "a perception tool")
     cfg = load_config(folder / "config.yaml", PerceptionConfig)
     weights, _, _ = load_checkpoint(folder)
     model = BevPerception(cfg)
@@ -163,8 +195,27 @@ def run_perception_stage(args: argparse.Namespace) -> TrainResult:
     torch.set_num_threads(cfg.train.num_threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.resume and not (out / "last" / "model.safetensors").is_file():
+    check_run_folder(out, args.resume, getattr(args, "overwrite", False))
+    with RunLock(out):
+        return _run(args, cfg, out, load_records)
+
+
+def prepare_out(out: Path, resume: bool, dataroot: str | Path, version: str | None) -> None:
+    """--resume: recover a save cut short and cut the log back to the checkpoint; fresh run: start a new log."""
+    if not resume:
+        (out / LOG_NAME).unlink(missing_ok=True)
+        return
+    recover_checkpoint(out / "last")
+    if not (out / "last" / "model.safetensors").is_file():
         raise FileNotFoundError(f"{out / 'last'}: nothing to resume; run once without --resume (or pass the right --out)")
+    state = read_state(out / "last")
+    check_data_identity(out / "last", state.get("data"), dataroot, version,
+                        fix="resume on the dataroot it was trained on, or start again with --overwrite")
+    truncate_log(out / LOG_NAME, state.get("log_bytes"))
+
+
+def _run(args: argparse.Namespace, cfg: PerceptionConfig, out: Path, load_records) -> TrainResult:
+    prepare_out(out, args.resume, args.dataroot, cfg.version)
     records = load_records(args.dataroot, version=cfg.version, split="train", progress=True)
     model, optimizer, start_step = prepare_model(cfg, out, args.resume, args.init)
     counts = parameter_counts(model)

@@ -43,7 +43,7 @@ import numpy as np
 
 from planning.metrics import CONVENTIONS, get_convention, planning_metrics
 from planning.occupancy import rasterize_occupancy
-from planning.predictions import Predictions
+from planning.predictions import PLAUSIBLE_RANGE_M, Predictions, implausible
 from vla_world.data.records import CMD_FORWARD, CMD_LEFT, CMD_RIGHT, NUM_FUTURE
 from vla_world.data.targets import PlanningTargets
 
@@ -52,7 +52,6 @@ METRIC_KEYS: tuple[str, ...] = ("L2_1s", "L2_2s", "L2_3s", "L2_avg", "col_1s", "
 # "all" first, then the per-command breakdown in the order papers list them.
 COMMAND_GROUPS: dict[str, int | None] = {"all": None, "forward": CMD_FORWARD, "left": CMD_LEFT, "right": CMD_RIGHT}
 GT_ROW_NAME = "GT (sanity)"
-PLAUSIBLE_RANGE_M = 100.0  # a waypoint farther than this from the ego (3 s at 120 km/h is 100 m) is a failure
 STD_DDOF = 1  # sample standard deviation over a method's runs
 FAILURE_POLICY = (
     f"Failed = missing, unparseable (no, an ambiguous or a wrong-length point list, non-finite values) or "
@@ -202,10 +201,7 @@ def _failure_reason(preds: Predictions, token: str) -> str | None:
         return "missing from the file"
     if token not in preds.trajectories:
         return preds.failures[token]
-    farthest = float(np.linalg.norm(preds.trajectories[token], axis=-1).max())
-    if farthest > PLAUSIBLE_RANGE_M:
-        return f"implausible waypoint: {farthest:.0f} m from the ego (bound {PLAUSIBLE_RANGE_M:.0f} m)"
-    return None
+    return implausible(preds.trajectories[token])  # in-memory predictions too, not only files
 
 
 def evaluate_methods(targets: Sequence[PlanningTargets], methods: Mapping[str, Predictions | Sequence[Predictions]],

@@ -28,6 +28,7 @@ shapes, wrong types) raises `PredictionFileError` naming the file, the token and
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from planning.codec import parse_trajectory
 from vla_world.data.records import NUM_FUTURE
 
 SUFFIXES = (".json", ".npz")
+PLAUSIBLE_RANGE_M = 100.0  # a waypoint farther than this from the ego (3 s at 120 km/h is 100 m) is a failure
 META_KEY = "__meta__"  # the reserved top-level JSON key (and NPZ array "meta") for provenance
 META_FIELDS = ("seed", "checkpoint", "token_source")  # what the evaluator reports; other keys are kept
 
@@ -145,8 +147,8 @@ def _json_entry(waypoints: np.ndarray | None, text: str | None) -> dict:
 
 def _load_json(path: Path) -> Predictions:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(), object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PredictionFileError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise PredictionFileError(f"{path}: expected a JSON object {{sample_token: entry}}, got {type(data).__name__}")
@@ -165,11 +167,21 @@ def _load_json(path: Path) -> Predictions:
     return preds
 
 
+def _unique_keys(pairs: list[tuple[str, object]], path: Path) -> dict:
+    """json's object hook: a key given twice is an error (json.loads would keep the last one silently)."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise PredictionFileError(f"{path}: key {key!r} appears twice; keep one prediction per sample")
+        seen[key] = value
+    return seen
+
+
 def _load_npz(path: Path) -> Predictions:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise PredictionFileError(f"{path}: not a readable NPZ file ({exc})") from exc
     for key in ("tokens", "trajectories"):
         if key not in arrays:
@@ -208,13 +220,26 @@ def _add(preds: Predictions, token: str, waypoints: np.ndarray | None, text: str
         waypoints, reason = parsed.waypoints, parsed.error
     else:
         reason = None if np.isfinite(waypoints).all() else "non-finite value"
+    if reason is None and waypoints is not None:
+        reason = implausible(waypoints)
     if reason is None:
         preds.trajectories[token] = waypoints
     else:
         preds.failures[token] = reason
 
 
+def implausible(waypoints: np.ndarray) -> str | None:
+    """The failure reason of a trajectory with a waypoint beyond PLAUSIBLE_RANGE_M of the ego, else None."""
+    farthest = float(np.linalg.norm(waypoints, axis=-1).max())
+    if farthest > PLAUSIBLE_RANGE_M:
+        return f"implausible waypoint: {farthest:.0f} m from the ego (bound {PLAUSIBLE_RANGE_M:.0f} m)"
+    return None
+
+
 def _as_array(value: object, path: Path, token: str) -> np.ndarray:
+    if not _all_numbers(value):
+        raise PredictionFileError(f"{path}: entry {token!r}: trajectory must hold numbers only (no strings, booleans "
+                                  "or null); write [[x, y] * 6] in metres")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -223,6 +248,15 @@ def _as_array(value: object, path: Path, token: str) -> np.ndarray:
         raise PredictionFileError(
             f"{path}: entry {token!r}: trajectory has shape {arr.shape}; expected {NUM_FUTURE} [x, y] pairs (metres, LiDAR frame)")
     return arr
+
+
+def _all_numbers(value: object) -> bool:
+    """Nested lists of int/float (not bool, str, None); arrays pass when numeric."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iuf"
+    if isinstance(value, (list, tuple)):
+        return all(_all_numbers(v) for v in value)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _checked_waypoints(value: object, path: Path, token: str) -> np.ndarray:

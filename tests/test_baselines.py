@@ -89,7 +89,10 @@ def test_run_baselines_end_to_end(mini_world, tmp_path):
     for record in val:
         shown = parse_trajectory(format_points(ctra_prior(planner_input(record)))).waypoints
         assert preds["ctra_prior"].trajectories[record.sample_token].tolist() == shown.tolist()
-    assert preds["ego_mlp_seed4"].meta == {"method": "Ego-MLP", "seed": 4}
+    from vla_world.data.fingerprint import data_identity
+
+    assert preds["ego_mlp_seed4"].meta == {"method": "Ego-MLP", "seed": 4, **data_identity(mini_world)}
+    assert all(preds[name].meta["data_fingerprint"] == data_identity(mini_world)["data_fingerprint"] for name in names)
     assert (out / "ego_mlp.json").read_text() == (out / "ego_mlp_seed0.json").read_text()  # the first seed
     first, other = (np.stack([preds[n].trajectories[t] for t in sorted(val_tokens)]) for n in ("ego_mlp_seed0", "ego_mlp_seed4"))
     assert not np.allclose(first, other)  # the seed reaches the training

@@ -288,7 +288,8 @@ def _fake_inference(monkeypatch, tmp_path, mini_world, seen: list):
         texts[records[0].sample_token] = "I would rather not drive."
         return texts
 
-    stub = types.SimpleNamespace(predict_split=predict_split, resolve_token_source=resolve_token_source)
+    stub = types.SimpleNamespace(predict_split=predict_split, resolve_token_source=resolve_token_source,
+                                 check_planner_checkpoint=lambda checkpoint, tool: None)  # a stub has no state.json
     monkeypatch.setitem(sys.modules, "vla_world.inference", stub)
 
 

@@ -279,12 +279,12 @@ def _table_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_byte_identical_tables(tmp_path):
-    tiny = {"num_scenes": 1, "image_size": (32, 18), "scene_seconds": 4.0, "progress": False, "test_scenes": 1}
+    tiny = {"num_scenes": 2, "image_size": (32, 18), "scene_seconds": 4.0, "progress": False, "test_scenes": 1}
     a = make_mini_world(tmp_path / "a", seed=7, **tiny)
     b = make_mini_world(tmp_path / "b", seed=7, **tiny)
     c = make_mini_world(tmp_path / "c", seed=8, **tiny)
     assert _table_bytes(a) == _table_bytes(b)  # test scenes included
-    assert json.loads(_table_bytes(a)["vla_world_splits.json"])["test"] == ["scene-0002"]
+    assert json.loads(_table_bytes(a)["vla_world_splits.json"])["test"] == ["scene-0003"]
     assert _table_bytes(a)["sample_annotation.json"] != _table_bytes(c)["sample_annotation.json"]
     expansion = "maps/expansion/singapore-onenorth.json"
     assert (a / expansion).read_bytes() == (b / expansion).read_bytes()
@@ -301,17 +301,17 @@ def test_tool_builds_and_validates_then_refuses_a_foreign_folder(tmp_path, capsy
     main = _load_tool().main
 
     out = tmp_path / "world"
-    tiny = ["--scenes", "1", "--seconds", "4", "--image-size", "32", "18", "--test-scenes", "1"]
+    tiny = ["--scenes", "2", "--seconds", "4", "--image-size", "32", "18", "--test-scenes", "1"]  # 2: one val scene
     assert main(["--out", str(out), *tiny]) == 0
     printed = capsys.readouterr().out
     assert "0 problems" in printed
-    assert "scene-0002 test" in printed and "test    1 scene  (left 1)" in printed  # per scene and per split mix
+    assert "scene-0003 test" in printed and "test    1 scene  (left 1)" in printed  # per scene and per split mix
     assert main(["--out", str(out), *tiny[:-2], "--test-scenes", "0"]) == 0  # rebuild, without a test split
     assert json.loads((out / VERSION / "vla_world_splits.json").read_text())["test"] == []
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert main(["--out", str(foreign), "--scenes", "1", "--seconds", "4"]) == 2
+    assert main(["--out", str(foreign), "--scenes", "2", "--seconds", "4"]) == 2
     assert (foreign / "notes.txt").exists()
     assert main(["--out", str(tmp_path / "bad"), "--scenes", "0"]) == 2
     assert main(["--out", str(tmp_path / "bad"), "--test-scenes", "-1"]) == 2

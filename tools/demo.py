@@ -134,7 +134,10 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
 
 
 def trained(step: Step, out: Path) -> Step:
+    """A training step: skipped under --keep when its run finished, else retrained (--overwrite: a demo re-run
+    replaces its own checkpoints; train.py refuses an occupied --out without it)."""
     step.keep_if = out / "last" / "state.json"
+    step.command.append("--overwrite")
     return step
 
 
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--seeds must include 0 (the demo's own planning run, checkpoints/planning)")
     timings: dict[str, float] = {}
     steps = build_steps(a)
+    if a.until and not any(step.name.startswith(a.until) for step in steps):
+        p.error(f"--until {a.until!r}: no step of that name; the steps are {', '.join(s.name for s in steps)}")
     start = time.perf_counter()
     while steps:
         batch = side_by_side(steps, a.jobs)

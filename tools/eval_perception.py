@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from perception.evaluate import evaluate_predictions, model_predictions
     from perception.inputs import ImageCache
     from perception.train import load_perception_model
-    from vla_world.config import load_config
+    from vla_world.checkpoint import CheckpointError
+    from vla_world.config import ConfigError, load_config
     from vla_world.data import load_records
 
     torch.set_num_threads(args.threads)
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         train = load_records(args.dataroot, version=args.version or cfg.version, split="train")
         preds = chance_predictions(train, records, cfg, args.seed)
     else:
-        model, cfg = load_perception_model(args.checkpoint)
+        try:
+            model, cfg = load_perception_model(args.checkpoint)
+        except (CheckpointError, ConfigError) as exc:  # one line naming the file and the fix, no traceback
+            raise SystemExit(f"--checkpoint: {exc}") from exc
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
         preds = model_predictions(model, records, ImageCache(args.dataroot, cfg.model.image_size), cfg)
     report = evaluate_predictions(records, preds, cfg)

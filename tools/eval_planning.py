@@ -51,6 +51,7 @@ from planning.predictions import (
 )
 from planning.report import evaluation_markdown, write_outputs, write_results_md
 from vla_world.data.drivable_area import DrivableAreas
+from vla_world.data.fingerprint import data_identity
 from vla_world.data.targets import planning_targets
 
 ORACLE = "oracle"  # vla_world.inference.ORACLE; spelled here so --help needs no torch import
@@ -119,6 +120,19 @@ def read_records(dataroot: str, version: str | None, split: str, progress: bool)
         raise SystemExit(str(exc)) from exc
 
 
+def check_prediction_worlds(methods: dict, dataroot: str, version: str | None) -> None:
+    """Refuse a prediction file this project wrote from another world (its data fingerprint); others load as before."""
+    from vla_world.data.fingerprint import DataMismatchError, check_data_identity
+
+    for runs in methods.values():
+        for preds in runs if isinstance(runs, list) else [runs]:
+            try:
+                check_data_identity(preds.source, preds.meta, dataroot, version,
+                                    fix="re-run the planner that wrote it on this dataroot")
+            except DataMismatchError as exc:
+                raise SystemExit(str(exc)) from exc
+
+
 def checkpoint_seed(checkpoint: str) -> int | None:
     """The training seed in <checkpoint>/config.yaml (train.seed), or None when it does not say."""
     config = Path(checkpoint) / "config.yaml"
@@ -140,23 +154,28 @@ def answer_files(checkpoints: list[str], out: Path) -> list[Path]:
 
 
 def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: str | None, out: Path,
-                    dataroot: str, decoding: str = DECODINGS[0]) -> list[Predictions]:
+                    dataroot: str, decoding: str = DECODINGS[0], version: str | None = None) -> list[Predictions]:
     """Run each checkpoint on `records` through vla_world.inference; keep its raw text and provenance."""
     try:
-        from vla_world.inference import predict_split, resolve_token_source
+        from vla_world.inference import (
+            check_planner_checkpoint,
+            predict_split,
+            resolve_token_source,
+        )
     except ImportError as exc:
         raise SystemExit(f"--checkpoint needs vla_world.inference.predict_split ({exc}); "
                          "evaluate prediction files with --pred instead") from exc
     runs = []
     for checkpoint, save_to in zip(checkpoints, answer_files(checkpoints, out)):
         try:  # never oracle silently: the checkpoint's own source, or what --tokens names
+            check_planner_checkpoint(checkpoint, "eval_planning --checkpoint")
             source = resolve_token_source(checkpoint, split, tokens)
-        except (ValueError, FileNotFoundError) as exc:
+            texts = predict_split(checkpoint, records, source=source, dataroot=dataroot,  # dataroot: online perception
+                                  decoding=decoding)
+        except (ValueError, FileNotFoundError) as exc:  # CheckpointError, DataMismatchError are ValueErrors
             raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
-        texts = predict_split(checkpoint, records, source=source, dataroot=dataroot,  # dataroot: online perception
-                              decoding=decoding)
         meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
-                "split": split, "decoding": decoding}
+                "split": split, "decoding": decoding, **data_identity(dataroot, version)}
         save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
         preds = predictions_from_texts(texts, meta=meta)
         preds.source = str(save_to)
@@ -203,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         if name in methods:
             raise SystemExit(f"--checkpoint-name {name!r} is also a --names entry; give the checkpoint row its own name")
     records = read_records(args.dataroot, args.version, args.split, progress=not args.quiet)
+    check_prediction_worlds(methods, args.dataroot, args.version)
     if args.checkpoint:
         methods[name] = checkpoint_runs(args.checkpoint, records, args.split, args.tokens, Path(args.out), args.dataroot,
-                                        args.decoding)
+                                        args.decoding, args.version)
     targets = [planning_targets(r) for r in records]  # scores read labels only
     try:
         result = evaluate_methods(targets, methods, tuple(args.conventions), allow_missing=args.allow_missing,

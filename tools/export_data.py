@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_tokens(spec: str, records: list, perception_config: str | None) -> tuple[dict, str]:
+def load_tokens(spec: str, records: list, perception_config: str | None, dataroot: str | None = None) -> tuple[dict, str]:
     """({sample_token: PerceptionTokens}, the source's label) for --tokens oracle|FILE."""
     from vla_world.inference import ORACLE, TokenSource
 
@@ -74,8 +74,8 @@ def load_tokens(spec: str, records: list, perception_config: str | None) -> tupl
     from perception.tokens import load_tokens_for
 
     try:
-        tokens = load_tokens_for(spec, [r.sample_token for r in records])
-    except (FileNotFoundError, KeyError) as exc:
+        tokens = load_tokens_for(spec, [r.sample_token for r in records], dataroot)
+    except (FileNotFoundError, KeyError, ValueError) as exc:  # ValueError: a cache of another world
         raise SystemExit(f"--tokens {spec}: {exc}") from exc
     return tokens, TokenSource("cache", spec).label
 
@@ -116,10 +116,12 @@ def easyr1_rows(records: list, tokens: dict, args) -> tuple[list[dict], dict]:
 
 def metadata(args, argv: list[str], token_label: str, counts: dict) -> dict:
     from planning.rewards import TARGET_VERSION
+    from vla_world.data.fingerprint import data_identity
     from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT
 
     return {
-        "format": args.format, "stage": args.stage, "split": args.split, "dataroot": str(args.dataroot),
+        "format": args.format, "stage": args.stage, "split": args.split,
+        **data_identity(args.dataroot, args.version),  # data_fingerprint: which world the rows came from
         "command": shlex.join(["python", "tools/export_data.py", *argv]),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tokens": token_label, "counts": counts,
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(args.dataroot, version=args.version, split=args.split, progress=not args.quiet)
     except RecordError as exc:
         raise SystemExit(str(exc)) from exc
-    tokens, token_label = load_tokens(args.tokens, records, args.perception_config)
+    tokens, token_label = load_tokens(args.tokens, records, args.perception_config, args.dataroot)
     rows, counts = easyr1_rows(records, tokens, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vla_world.checkpoint import CheckpointError
+    from vla_world.config import ConfigError
+
     args = build_parser().parse_args(argv)
+    try:
+        return export(args)
+    except (CheckpointError, ConfigError) as exc:  # one line naming the file and the fix, no traceback
+        raise SystemExit(f"export_tokens.py: {exc}") from exc
+
+
+def export(args: argparse.Namespace) -> int:
     import torch
 
     from perception.config import PerceptionConfig
@@ -40,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from perception.tokens import save_token_cache
     from vla_world.config import load_config
     from vla_world.data import load_records
+    from vla_world.data.fingerprint import data_identity
 
     torch.set_num_threads(args.threads)
     config_path = Path(args.checkpoint) / "config.yaml" if args.checkpoint else Path(args.config)
@@ -48,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = tokens_for_records(records, cfg, args.dataroot, args.checkpoint)
     out = Path(args.out or f"cache/tokens/{args.split}.safetensors")
     meta = {"source": cfg.token_source, "checkpoint": args.checkpoint, "split": args.split, "token_dim": cfg.model.token_dim,
-            "scene_tokens": cfg.num_scene_tokens, "dataroot": str(args.dataroot)}
+            "scene_tokens": cfg.num_scene_tokens, **data_identity(args.dataroot, args.version or cfg.version)}
     save_token_cache(out, tokens, meta)
     agents = sum(t.counts()["agents"] for t in tokens.values())
     print(f"wrote {out}: {len(tokens)} keyframes, {agents} agent tokens, width {cfg.model.token_dim}")

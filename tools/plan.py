@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from vla_world.data.planner_input import planner_input
     from vla_world.inference import (
         Planner,
+        check_planner_checkpoint,
         load_source_tokens,
         resolve_token_source,
         to_plan_result,
@@ -60,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         what = f"sample {args.sample}" if args.sample else f"scene {args.scene}"
         raise SystemExit(f"{args.dataroot}: {what} is not in split {args.split!r}; try --split train or check the name")
     try:
+        check_planner_checkpoint(args.checkpoint, "plan.py --checkpoint")
         source = resolve_token_source(args.checkpoint, args.split, args.tokens)
-    except (ValueError, FileNotFoundError) as exc:
+        print(f"perception tokens: {source.label}")
+        print(f"decoding: {args.decoding}")
+        tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
+        planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding)
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DataMismatchError: one line, no traceback
         raise SystemExit(str(exc)) from exc
-    print(f"perception tokens: {source.label}")
-    print(f"decoding: {args.decoding}")
-    tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
-    planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding)
     builder = planner.model.sequence_builder
     prompts = [builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]
     for record, text in zip(chosen, planner.plan_texts(prompts)):

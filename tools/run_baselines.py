@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         raise SystemExit(str(exc)) from exc
     from vla_world.data import RecordError, load_records
+    from vla_world.data.fingerprint import data_identity
 
     progress = not args.quiet
     try:
@@ -85,16 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda *_: None) if args.quiet else print
     inputs = planner_inputs(target)  # what the planners see: no future, no GT boxes
 
-    save_predictions(out / "constant_velocity.json", {i.sample_token: constant_velocity(i) for i in inputs})
-    save_predictions(out / "ctra_prior.json", {i.sample_token: prompt_prior(i) for i in inputs})
+    world = data_identity(args.dataroot, args.version)  # the evaluator refuses these files on another world
+    save_predictions(out / "constant_velocity.json", {i.sample_token: constant_velocity(i) for i in inputs}, meta=world)
+    save_predictions(out / "ctra_prior.json", {i.sample_token: prompt_prior(i) for i in inputs}, meta=world)
 
     params = fit_kinematic(train)
     params.save(out / "kinematic_params.json")
-    save_predictions(out / "kinematic.json", {i.sample_token: predict_kinematic(i, params) for i in inputs})
+    save_predictions(out / "kinematic.json", {i.sample_token: predict_kinematic(i, params) for i in inputs}, meta=world)
     log(f"kinematic: lambda = {params.fusion_weight:.2f}, train L2 = {params.train_l2:.3f} m on {len(train)} samples")
 
     for seed in args.seeds:
-        write_ego_mlp(replace(cfg, seed=seed), train, inputs, out, progress, log)
+        write_ego_mlp(replace(cfg, seed=seed), train, inputs, out, progress, log, world)
     first = args.seeds[0]
     shutil.copyfile(out / f"ego_mlp_seed{first}.json", out / "ego_mlp.json")  # what earlier versions wrote
     shutil.rmtree(out / "ego_mlp", ignore_errors=True)
@@ -104,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_ego_mlp(cfg: EgoMLPConfig, train: list, inputs: list[PlannerInput], out: Path, progress: bool, log) -> None:
+def write_ego_mlp(cfg: EgoMLPConfig, train: list, inputs: list[PlannerInput], out: Path, progress: bool, log,
+                  world: dict | None = None) -> None:
     """Train one Ego-MLP (seed `cfg.seed`), write ego_mlp_seed{N}.json (seed in its metadata) and its checkpoint."""
     start = time.perf_counter()
     model = train_ego_mlp(train, cfg, progress=progress)
     save_predictions(out / f"ego_mlp_seed{cfg.seed}.json", predict_ego_mlp(model, inputs),
-                     meta={"method": "Ego-MLP", "seed": cfg.seed})
+                     meta={"method": "Ego-MLP", "seed": cfg.seed, **(world or {})})
     save_checkpoint(out / f"ego_mlp_seed{cfg.seed}", model.state_dict(), state={"train_samples": len(train)},
                     extra_files={"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False)})
     log(f"Ego-MLP seed {cfg.seed}: trained on {len(train)} samples in {time.perf_counter() - start:.1f} s")

@@ -29,25 +29,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: the mini world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: the config's)")
     p.add_argument("--out", default=None, help="run folder for checkpoints and logs (default: checkpoints/<stage>)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out (a save cut "
+                   "short by a kill is recovered first)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train from the start into an --out that already holds a checkpoint (replaced at the first "
+                        "save); without it, or --resume, such an --out is refused")
     p.add_argument("--init", default=None, help="checkpoint to start from (default: the previous stage's, from config)")
     p.add_argument("--llm", default=None, help="local Qwen2.5 checkpoint folder for non-tiny presets (never downloaded)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many optimizer steps in all, counting resumed ones (smoke runs); the "
+                        "learning-rate schedule stays the configured one. 0 = no limit; negative is refused")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vla_world.config import ConfigError, parse_overrides
+    from vla_world.checkpoint import CheckpointError, TrainingDiverged
+    from vla_world.config import ConfigError
+    from vla_world.data.nuscenes_db import RecordError
 
     args = build_parser().parse_args(argv)
-    try:
-        args.overrides = parse_overrides(args.set)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from exc
     if args.out is None:
         args.out = f"checkpoints/{args.stage}"
+    try:
+        run(args)
+    except (ConfigError, CheckpointError, TrainingDiverged, RecordError) as exc:  # one line, no traceback
+        raise SystemExit(f"train.py: {exc}") from exc
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    from vla_world.config import ConfigError, parse_overrides
+
+    args.overrides = parse_overrides(args.set)
+    if args.max_steps is not None and args.max_steps < 0:
+        raise ConfigError(f"--max-steps {args.max_steps}: must be >= 0 (0 = no limit: the configured epochs)")
     if args.stage in PERCEPTION_STAGES:
         from perception.train import run_perception_stage
 
@@ -56,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         from vla_world.training.runner import run_llm_stage
 
         run_llm_stage(args)
-    return 0
 
 
 if __name__ == "__main__":

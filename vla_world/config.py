@@ -11,6 +11,7 @@ is looked up by string in a registry.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -64,9 +65,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except ValueError as exc:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+        if not math.isfinite(number):  # no field means "nan" or "inf"; an lr of nan would train on garbage
+            raise ConfigError(f"{where}: {value!r} is not a finite number; give a value such as 1e-4")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -118,8 +122,12 @@ def load_config(path: str | Path, cls: type[T], overrides: dict | None = None) -
         raise ConfigError(f"{path}: config file not found (see configs/ for the shipped ones)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__}: {exc}); "
+                          "fix it or copy a shipped one from configs/") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields (e.g. `train: {{lr: 1e-4}}`), got "
+                          f"{type(data).__name__}; see configs/ for the shipped ones")
     for key, value in (overrides or {}).items():
         node = data
         parts = key.split(".")

@@ -31,13 +31,15 @@ from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import parse_trajectory
+from vla_world.checkpoint import check_stage, read_state
 from vla_world.config import config_from_dict
 from vla_world.constrained import constrained_generate_ids
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
-from vla_world.model.vla import VLAModel
+from vla_world.model.vla import VLAModel, read_vla_meta
 from vla_world.training.config import DataConfig
+from vla_world.training.stages import STAGES
 
 PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level numbers
 LIVE_FEATURES_BELOW = 16  # online-trained planners: fewer records than this skip the frozen-feature cache
@@ -135,6 +137,16 @@ class TokenSource:
         return self.kind == ORACLE
 
 
+def check_planner_checkpoint(checkpoint: str | Path, tool: str = "this tool") -> None:
+    """Refuse, in one line, a folder that is not a readable checkpoint of a stage that writes trajectories."""
+    folder = Path(checkpoint)
+    state = read_state(folder)  # missing / corrupt state.json -> CheckpointError naming it
+    planners = tuple(name for name, spec in STAGES.items() if spec.examples == "planning")
+    if state.get("stage") == "perception" or state.get("stage") in set(STAGES) - set(planners):
+        check_stage(folder, state, planners, tool)
+    read_vla_meta(folder)
+
+
 def saved_data_config(checkpoint: str | Path) -> DataConfig:
     """The `data` section the checkpoint was trained with (its config.yaml)."""
     config_file = Path(checkpoint) / "config.yaml"
@@ -182,7 +194,7 @@ def load_source_tokens(source: TokenSource, checkpoint: str | Path, records: lis
 
         return oracle_token_map(records, saved_data_config(checkpoint).perception_config)
     if source.kind == "cache":
-        return load_tokens_for(source.detail, [r.sample_token for r in records])
+        return load_tokens_for(source.detail, [r.sample_token for r in records], dataroot)
     return fine_tuned_tokens(checkpoint, Path(source.detail), records, dataroot, saved_data_config(checkpoint))
 
 

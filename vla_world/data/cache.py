@@ -5,7 +5,8 @@ File format (no pickle, so a cache file cannot run code): one uncompressed `.npz
     so ragged fields (agents, future boxes, map elements) cost one array each;
   * scalar fields (tokens, timestamps, speeds) as one (N,) array each;
   * map polylines as concatenated points + per-polyline lengths + per-record counts;
-  * `__header__`: UTF-8 JSON (builder version, cache key, record count).
+  * `__header__`: UTF-8 JSON (builder version, cache key, record count, data fingerprint).
+A truncated or corrupt file, or one made from another world, is rebuilt with a warning.
 The file name carries a key hashed from BUILDER_VERSION, the build options, the resolved
 dataroot and the size/mtime of every table, map and CAN file, so editing a table or bumping the
 builder makes a new file (stale ones for the same split are deleted).
@@ -20,11 +21,13 @@ import hashlib
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from vla_world.data.builder import BUILDER_VERSION, BuildOptions, build_records
+from vla_world.data.fingerprint import FINGERPRINT_KEY, data_fingerprint
 from vla_world.data.nuscenes_db import detect_version
 from vla_world.data.records import SampleRecord
 
@@ -48,13 +51,15 @@ def load_records(dataroot: str | Path, version: str | None = None, split: str = 
     key = cache_key(dataroot, version, split, options)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(dataroot)
     path = folder / f"records_{version}_{split}_{key}.npz"
+    fingerprint = data_fingerprint(dataroot, version)
     if path.is_file():
         try:
-            return read_records(path)
-        except (OSError, ValueError, KeyError) as exc:  # truncated or foreign file: rebuild, but say so
-            warnings.warn(f"{path}: unreadable record cache ({exc}); rebuilding it", stacklevel=2)
+            return read_records(path, fingerprint)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # truncated/foreign: rebuild, say so
+            warnings.warn(f"{path}: unreadable record cache ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=2)
     records = build_records(dataroot, version, split, options, progress=progress)
-    write_records(path, records, {"builder_version": BUILDER_VERSION, "key": key, "split": split, "version": version})
+    write_records(path, records, {"builder_version": BUILDER_VERSION, "key": key, "split": split, "version": version,
+                                  FINGERPRINT_KEY: fingerprint})
     _remove_stale(folder, f"records_{version}_{split}_", keep=path)
     return records
 
@@ -89,11 +94,14 @@ def write_records(path: Path, records: list[SampleRecord], header: dict) -> None
     os.replace(tmp, path)
 
 
-def read_records(path: Path) -> list[SampleRecord]:
+def read_records(path: Path, fingerprint: str | None = None) -> list[SampleRecord]:
+    """Records of a cache file; ValueError when another builder or (given `fingerprint`) another world made it."""
     with np.load(path, allow_pickle=False) as data:
         header = json.loads(bytes(data["__header__"]).decode())
         if header.get("builder_version") != BUILDER_VERSION:
             raise ValueError(f"builder version {header.get('builder_version')} != {BUILDER_VERSION}")
+        if fingerprint is not None and header.get(FINGERPRINT_KEY) not in (None, fingerprint):
+            raise ValueError(f"made from world {header[FINGERPRINT_KEY]}, not this dataroot's {fingerprint}")
         count = int(header["count"])
         columns = {name: _decode_field(data, name, count) for name in _FIELDS}
     return [SampleRecord(**{name: columns[name][i] for name in _FIELDS}) for i in range(count)]

@@ -77,8 +77,20 @@ def open_nuscenes(dataroot: str | Path, version: str) -> NuScenes:
         raise RecordError(explain_missing_token(_raw_tables(root, version), version, str(exc.args[0]))) from exc
     except AssertionError as exc:  # the only asserts at load time check the map mask png files
         raise RecordError(f"{version}/map.json: {exc}; {FIX_TABLES}") from exc
-    except ValueError as exc:  # json.JSONDecodeError
-        raise RecordError(f"{root / version}: a table is not valid JSON ({exc}); {FIX_TABLES}") from exc
+    except ValueError as exc:  # json.JSONDecodeError / UnicodeDecodeError: say which table
+        raise RecordError(f"{unreadable_table(root, version) or root / version}: not valid JSON ({exc}); "
+                          f"{FIX_TABLES}") from exc
+
+
+def unreadable_table(root: Path, version: str) -> Path | None:
+    """The first table file that does not parse as JSON (the devkit's error does not name it)."""
+    for table in TABLES:
+        path = root / version / f"{table}.json"
+        try:
+            json.loads(path.read_bytes())
+        except ValueError:
+            return path
+    return None
 
 
 @contextlib.contextmanager

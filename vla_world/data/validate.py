@@ -1,8 +1,10 @@
 """Schema and link checks for a nuScenes v1.0 table folder (the mini world or real nuScenes).
 
 Why: nuscenes-devkit loads tables without checking them, so a broken token or chain only shows
-up later as a wrong trajectory. This reads only the 13 JSON tables (no images or sweeps) and
-lists every problem it finds, each naming the table, the token and what is wrong.
+up later as a wrong trajectory. `validate_nuscenes_tables` reads only the 13 JSON tables and
+lists every problem it finds, each naming the table, the token and what is wrong;
+`validate_files` (run by the CLI unless --tables-only) adds the files the tables name: map
+expansion JSONs, basemap PNGs and keyframe images/lidar sweeps.
 
     python -m vla_world.data.validate data/mini_world --version v1.0-mini
 """
@@ -65,7 +67,7 @@ def _load(folder: Path) -> tuple[dict[str, list[dict]], list[str]]:
             continue
         try:
             tables[name] = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             problems.append(f"{name}.json: not valid JSON ({err})")
             continue
         missing_token = [i for i, r in enumerate(tables[name]) if "token" not in r]
@@ -208,13 +210,40 @@ def _check_keyframes(index: dict) -> list[str]:
     return problems
 
 
+def validate_files(dataroot, version: str) -> list[str]:
+    """Files the tables point at that are missing: map expansion JSONs, basemap PNGs, keyframe images/sweeps.
+
+    Keyframe files only: real nuScenes is often used without its intermediate sweeps.
+    """
+    root, folder = Path(dataroot), Path(dataroot) / version
+    try:
+        tables = {name: json.loads((folder / f"{name}.json").read_text()) for name in ("log", "map", "sample_data")}
+    except (OSError, ValueError) as err:
+        return [f"{folder}: cannot check the files the tables name ({err})"]
+    fix = "re-run tools/make_mini_world.py (mini world) or complete the nuScenes download"
+    problems = [f"log.json: location {loc!r}: map expansion {root / 'maps' / 'expansion' / f'{loc}.json'} is missing; {fix}"
+                for loc in sorted({r.get("location", "") for r in tables["log"]})
+                if not (root / "maps" / "expansion" / f"{loc}.json").is_file()]
+    problems += [f"map.json: {r['token']}: basemap {root / r['filename']} is missing; {fix}"
+                 for r in tables["map"] if r.get("filename") and not (root / r["filename"]).is_file()]
+    missing = [r["filename"] for r in tables["sample_data"] if r.get("is_key_frame") and not (root / r["filename"]).is_file()]
+    if missing:
+        problems.append(f"sample_data.json: {len(missing)} keyframe image/lidar file(s) missing under {root}, e.g. "
+                        f"{', '.join(missing[:3])}; {fix}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check a nuScenes v1.0 table folder: token links, prev/next "
                                      "chains, timestamps, keyframes, instances and map coverage.")
     parser.add_argument("dataroot", help="folder containing <version>/ (e.g. data/mini_world)")
     parser.add_argument("--version", default="v1.0-mini", help="table folder name (default: v1.0-mini)")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="skip the files the tables name (map expansion JSONs, basemap PNGs, keyframe images)")
     args = parser.parse_args(argv)
     problems = validate_nuscenes_tables(args.dataroot, args.version)
+    if not args.tables_only:
+        problems += validate_files(args.dataroot, args.version)
     for line in problems:
         print(line)
     print(f"{len(problems)} problem(s) in {Path(args.dataroot) / args.version}")

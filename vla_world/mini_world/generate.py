@@ -80,6 +80,27 @@ class WorldSpec:
             raise ValueError(f"scene_seconds must be >= 4 (a few keyframes plus the 3 s future), got {self.scene_seconds}")
         if min(self.image_size) < 16:
             raise ValueError(f"image_size must be at least 16x16 pixels, got {self.image_size}")
+        if not split_scene_indices(self.num_scenes)[1]:
+            raise ValueError(f"num_scenes {self.num_scenes} leaves no val scene (settings are chosen on val, and the "
+                             "training tools read it); use --scenes 2 or more")
+        if not self.version.startswith("v1.0-"):
+            raise ValueError(f"version {self.version!r}: readers look for a v1.0-* table folder (as nuScenes names "
+                             "them); use v1.0-mini or v1.0-trainval")
+
+
+# Options that change what a scene of a given name holds, with their defaults: a world built with the defaults
+# keeps the namespace "vla-world/seed<N>" (and so the tokens every existing cache was made with); any other value
+# enters the namespace, so two worlds that differ in content never share a sample token. num_scenes is one: it
+# decides which scene index is a test scene and the test mix. test_scenes is not: more test scenes append new
+# ones and leave every earlier scene byte-identical (tests/test_test_split.py), so shared tokens mean shared labels.
+_CONTENT_DEFAULTS = {"num_scenes": 10, "image_size": (256, 144), "scene_seconds": 20.0, "version": "v1.0-mini"}
+
+
+def world_namespace(spec: WorldSpec) -> str:
+    """The token namespace of a world: the seed plus every content option that differs from its default."""
+    changed = [f"{name}={getattr(spec, name)}" for name, default in _CONTENT_DEFAULTS.items()
+               if getattr(spec, name) != default]
+    return "/".join([f"vla-world/seed{spec.seed}", *changed])
 
 
 def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tuple[int, int] = (256, 144),
@@ -93,7 +114,7 @@ def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tu
                      int(test_scenes))
     spec.validate()
     _prepare_output(spec)
-    tokens = TokenFactory(f"vla-world/seed{seed}")
+    tokens = TokenFactory(world_namespace(spec))
     writer = TableWriter(tokens)
     plans = plan_scenes(spec)
     nets = {loc: build_road_network(loc, np.random.default_rng([seed, LOCATIONS.index(loc)]))

@@ -30,7 +30,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from vla_world.checkpoint import load_checkpoint
+from vla_world.checkpoint import (
+    FIX_RETRAIN,
+    CheckpointError,
+    CheckpointMissing,
+    load_checkpoint,
+)
 from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dict
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PromptOptions, SequenceBuilder
@@ -96,11 +101,7 @@ class VLAModel(nn.Module):
     def from_folder(cls, folder: str | Path) -> VLAModel:
         """Rebuild the model a training run saved (weights, tokenizer, LoRA adapters if any)."""
         folder = Path(folder)
-        meta_file = folder / "vla.json"
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{meta_file}: not a VLA checkpoint (written by tools/train.py --stage "
-                                    "align|instruct|motion|planning); check the --checkpoint / init path")
-        meta = json.loads(meta_file.read_text())
+        meta = read_vla_meta(folder)
         llm = llm_from_config_dict(meta["llm_config"])
         model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size), load_tokenizer(folder),
                     PromptOptions(**meta["prompt"]), meta["preset"])
@@ -188,3 +189,22 @@ class VLAModel(nn.Module):
     def decode(self, ids: list[int]) -> str:
         """Text of generated ids, keeping structure tokens like <traj_start> (the parser wants them)."""
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+VLA_META_FIELDS = ("preset", "llm_config", "token_width", "prompt")
+
+
+def read_vla_meta(folder: str | Path) -> dict:
+    """vla.json of a checkpoint folder; missing, unparsable or incomplete is one `CheckpointError` line."""
+    meta_file = Path(folder) / "vla.json"
+    if not meta_file.is_file():
+        raise CheckpointMissing(f"{meta_file}: not a VLA checkpoint (written by tools/train.py --stage "
+                                "align|instruct|motion|planning); check the --checkpoint / init path")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_file}: not valid JSON ({exc}); {FIX_RETRAIN}") from exc
+    missing = [k for k in VLA_META_FIELDS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_file}: fields {missing} missing; {FIX_RETRAIN}")
+    return meta

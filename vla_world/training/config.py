@@ -96,18 +96,24 @@ class TrainConfig:
     # decide which tokens exist (measured, tiny: lr 2e-3 without it left 0 agent tokens, detection mAP 0)
     perception_loss_weight: float = 0.0
     epochs: float = 1.0  # passes over the examples (fractions allowed)
-    batch_size: int = 4  # examples per optimizer step, per process
+    batch_size: int = 4  # examples per micro-batch, per process
+    # micro-batches per optimizer step: the global batch is batch_size x processes x grad_accum (logged);
+    # each micro-batch's loss is weighted by its label tokens, so 2 x 4 steps like one batch of 8
+    grad_accum: int = 1
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03  # linear warm-up share of all steps, then cosine decay to 0
     grad_clip: float = 1.0  # max global grad norm
     seed: int = 0  # data order, init and dropout
     log_every: int = 10  # steps between log lines
     save_every: int = 0  # also save <out>/last every N steps (0 = only at the end)
+    save_minutes: float = 5.0  # also save <out>/last every M minutes, so a kill loses at most that (0 = off)
     num_threads: int = 1  # torch intra-op threads per process (the target CPU has 2 cores)
 
     def validate(self) -> None:
         if self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("lr and epochs must be > 0, batch_size >= 1")
+        if self.grad_accum < 1 or self.save_every < 0 or self.save_minutes < 0:
+            raise ValueError("grad_accum must be >= 1, save_every and save_minutes >= 0 (0 = off)")
         if self.perception_loss_weight < 0:
             raise ValueError("perception_loss_weight must be >= 0 (0: the planning loss alone trains perception)")
         if self.perception_lr is not None and self.perception_lr < 0:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -93,11 +94,12 @@ def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: i
             for e in build_stage_examples(stage, records, seed=seed, config=qa)]
 
 
-def load_stage_tokens(cfg: DataConfig, records: list[SampleRecord], split: str) -> dict[str, PerceptionTokens]:
-    """Perception tokens for `records`: from the split's cache file, or oracle tokens from GT."""
+def load_stage_tokens(cfg: DataConfig, records: list[SampleRecord], split: str,
+                      dataroot: str | Path | None = None) -> dict[str, PerceptionTokens]:
+    """Perception tokens for `records`: from the split's cache file (of this `dataroot`'s world), or oracle tokens."""
     if cfg.token_source == "oracle":
         return oracle_token_map(records, cfg.perception_config)
-    return load_tokens_for(f"{cfg.token_cache}/{split}.safetensors", [r.sample_token for r in records])
+    return load_tokens_for(f"{cfg.token_cache}/{split}.safetensors", [r.sample_token for r in records], dataroot)
 
 
 def oracle_token_map(records: list[SampleRecord], perception_config: str | None = None) -> dict[str, PerceptionTokens]:

@@ -17,6 +17,7 @@ weights and optimizer go to `<out>/last/perception/` (vla_world/training/online_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -31,12 +32,20 @@ from accelerate import Accelerator, DistributedType
 from tqdm import tqdm
 
 from vla_world.checkpoint import (
+    CheckpointError,
+    RunLock,
+    check_finite_loss,
+    check_run_folder,
     load_checkpoint,
+    read_state,
+    recover_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    truncate_log,
 )
 from vla_world.config import ConfigError, config_to_dict, load_config
+from vla_world.data.fingerprint import check_data_identity, data_identity
 from vla_world.model.sequence import EncodedSample
 from vla_world.model.vla import VLAModel
 from vla_world.training.config import StageConfig
@@ -129,7 +138,7 @@ def stage_tokens(cfg: StageConfig, records: list, dataroot: str, init: Path | No
                  ) -> tuple[dict, OnlinePerception | None]:
     """Tokens of `records` (detached) and, online, the perception that will recompute them every step."""
     if cfg.data.token_source != "online":
-        return load_stage_tokens(cfg.data, records, cfg.data.split), None
+        return load_stage_tokens(cfg.data, records, cfg.data.split, dataroot), None
     online = OnlinePerception.load(perception_start(cfg, init), records, dataroot, cfg.data.feature_cache,
                                    cache=cfg.data.cache_features)
     online.loss_weight = cfg.train.perception_loss_weight
@@ -197,17 +206,48 @@ def rank_slice(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     return batch[rank::world]
 
 
+def check_max_steps(max_steps: int | None) -> None:
+    if max_steps is not None and max_steps < 0:
+        raise ConfigError(f"--max-steps {max_steps}: must be >= 0 (0 = no limit: train the configured epochs)")
+
+
+def claim_out(out: Path, resume: bool, overwrite: bool, accelerator: Accelerator) -> RunLock | None:
+    """Refuse an occupied --out, lock it (main process), and on --resume repair an interrupted save and the log."""
+    lock = None
+    if accelerator.is_main_process:
+        check_run_folder(out, resume, overwrite)
+        lock = RunLock(out).acquire()
+        if resume:
+            recover_checkpoint(out / "last")
+            if (out / "last" / "state.json").is_file():
+                truncate_log(out / "train.log", read_state(out / "last").get("log_bytes"))
+        elif overwrite:
+            (out / "train.log").unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    return lock
+
+
 def run_llm_stage(args: Namespace) -> Path:
     """Train `args.stage` as configured; returns the `<out>/last` checkpoint folder."""
     cfg = load_stage_config(args)
-    spec = stage_spec(args.stage)
+    check_max_steps(args.max_steps)
     torch.set_num_threads(cfg.train.num_threads)
     accelerator = make_accelerator()  # one process, DDP or DeepSpeed, as `accelerate launch` asked
     out = Path(args.out)
+    lock = claim_out(out, args.resume, getattr(args, "overwrite", False), accelerator)
+    try:
+        return _run_llm_stage(args, cfg, accelerator, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, out: Path) -> Path:
+    spec = stage_spec(args.stage)
     setup_logging(out, accelerator.is_main_process)
     resume_dir = out / "last" if args.resume else None
     if resume_dir is not None and not (resume_dir / "state.json").is_file():
-        raise FileNotFoundError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
+        raise CheckpointError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
     init = resume_dir or resolve_init(cfg, spec, out, args.init)
     torch.manual_seed(cfg.train.seed)
     data = prepare_data(cfg, spec, args, init, lambda recs, toks: start_model(cfg, spec, init, args.llm, recs, toks))
@@ -218,7 +258,10 @@ def run_llm_stage(args: Namespace) -> Path:
                                cfg.train.perception_loss_weight)
     log_parameter_counts(counts, bool(data.model.lora), status)
     trainer = StageTrainer(cfg, spec, data.model, data.batches, accelerator, out, data.online)
+    trainer.data = data_identity(args.dataroot, args.version)
     if resume_dir is not None:
+        check_data_identity(resume_dir, read_state(resume_dir).get("data"), args.dataroot, args.version,
+                            fix="resume on the dataroot it was trained on, or start again with --overwrite")
         trainer.restore(resume_dir)
     return trainer.fit(args.max_steps)
 
@@ -238,13 +281,16 @@ class StageTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.perception_optimizer = (online.optimizer(cfg.train.perception_peak_lr(), cfg.train.weight_decay)
                                      if online is not None else None)
-        self.global_batch = cfg.train.batch_size * self.world
+        self.accumulation = cfg.train.grad_accum
+        self.global_batch = cfg.train.batch_size * self.world * self.accumulation
         self.batches_per_epoch = len(self.epoch_batches(0))
         self.total_steps = max(1, math.ceil(cfg.train.epochs * self.batches_per_epoch))
         self.progress = Progress()
         self.restored: tuple[dict, dict] | None = None  # (weights, optimizer state) to load after prepare
         self.prepared_optimizer = self.optimizer
         self.perception_loss: float | None = None  # last weighted perception loss (online), for the log
+        self.last_save = time.monotonic()
+        self.data: dict = {}  # data_identity of the dataroot (run_llm_stage sets it): saved as the data reference
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
@@ -255,12 +301,30 @@ class StageTrainer:
         if optimizer_state is None:
             raise FileNotFoundError(f"{folder}/optimizer.safetensors: missing, so the run cannot resume exactly")
         self.restored = (weights, optimizer_state)  # ZeRO partitions the optimizer in prepare: load after it
+        self.check_same_schedule(folder, state)
         self.progress = Progress(**state["progress"])
         if self.online is not None:
             self.restore_perception(folder / PERCEPTION_DIR)
         set_rng_state(state["rng"])
         log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch,
                  self.progress.batch_in_epoch)
+
+    def check_same_schedule(self, folder: Path, state: dict) -> None:
+        """Resume only onto the saved global batch: it fixes the data order, the position and the schedule."""
+        saved_world = int(state.get("world_size", self.world))
+        saved_batch = int(state.get("batch_size", self.cfg.train.batch_size))
+        saved_accum = int(state.get("grad_accum", 1))
+        saved_global = saved_batch * saved_world * saved_accum
+        if saved_global != self.global_batch:
+            raise CheckpointError(
+                f"{folder}: saved with global batch {saved_global} (train.batch_size {saved_batch} x {saved_world} "
+                f"process(es) x train.grad_accum {saved_accum}) but this run has {self.global_batch} "
+                f"({self.cfg.train.batch_size} x {self.world} x {self.accumulation}); the data position and the "
+                "learning-rate schedule are defined by the global batch: relaunch with the same processes and "
+                "batch_size, or set train.grad_accum so that the product stays the same")
+        if (saved_world, saved_batch) != (self.world, self.cfg.train.batch_size):
+            log.info("resuming %d process(es) x batch %d onto %d x %d: same global batch %d, same schedule",
+                     saved_world, saved_batch, self.world, self.cfg.train.batch_size, self.global_batch)
 
     def restore_perception(self, folder: Path) -> None:
         optimizer_state, state = OnlinePerception.saved_state(folder)
@@ -271,6 +335,9 @@ class StageTrainer:
 
     def prepare(self) -> tuple[torch.nn.Module, list]:
         """accelerate-prepared VLA (and online perception tail) and their optimizers, in training mode."""
+        if self.accumulation > 1 and self.acc.distributed_type == DistributedType.DEEPSPEED:
+            raise ConfigError("train.grad_accum > 1 accumulates in the runner, which a DeepSpeed engine does not "
+                              "allow; use DDP (configs/accelerate/cpu_2proc.yaml) or a larger train.batch_size")
         fill_deepspeed_batch_keys(self.acc, self.cfg.train.batch_size, self.cfg.train.grad_clip)
         model, optimizer = self.acc.prepare(self.model, self.optimizer)
         self.prepared_optimizer = optimizer
@@ -290,13 +357,14 @@ class StageTrainer:
     def fit(self, max_steps: int | None) -> Path:
         limit = min(self.total_steps, max_steps) if max_steps else self.total_steps
         model, optimizers = self.prepare()
-        log.info("%s: %d steps (%d per epoch, global batch %d, %d process(es)), lr %.1e",
-                 self.spec.name, self.total_steps, self.batches_per_epoch, self.global_batch, self.world,
-                 self.cfg.train.lr)
+        log.info("%s: %d steps (%d per epoch, global batch %d = batch %d x %d process(es) x %d accumulation), "
+                 "lr %.1e", self.spec.name, self.total_steps, self.batches_per_epoch, self.global_batch,
+                 self.cfg.train.batch_size, self.world, self.accumulation, self.cfg.train.lr)
         bar = tqdm(total=limit, initial=self.progress.step, desc=self.spec.name, disable=not self.acc.is_main_process)
         started, tokens_seen = time.perf_counter(), 0
         while self.progress.step < limit:
             loss, n_tokens = self.train_step(model, optimizers)
+            check_finite_loss(loss, self.progress.step, self.spec.name, self.out)
             tokens_seen += n_tokens
             self.progress.losses.append(loss)
             bar.update(1)
@@ -306,13 +374,28 @@ class StageTrainer:
                 extra = "" if self.perception_loss is None else f" perception loss {self.perception_loss:.4f}"
                 log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s%s", self.progress.step, self.total_steps, loss,
                          optimizers[0].param_groups[0]["lr"], rate, extra)
-            if self.cfg.train.save_every and self.progress.step % self.cfg.train.save_every == 0:
+            if self.save_due():
                 self.save()
         bar.close()
         self.check_ranks_agree()
         return self.save()
 
-    def next_batch(self) -> dict:
+    def save_due(self) -> bool:
+        """Every `save_every` steps and every `save_minutes` (main process's clock, shared so all ranks agree)."""
+        train = self.cfg.train
+        if train.save_every and self.progress.step % train.save_every == 0:
+            return True
+        if not train.save_minutes:
+            return False
+        due = torch.tensor([float(time.monotonic() - self.last_save >= 60 * train.save_minutes)], device=self.acc.device)
+        if self.world > 1:
+            from accelerate.utils import broadcast
+
+            due = broadcast(due, from_process=0)
+        return bool(due.item())
+
+    def next_batch(self) -> list[dict]:
+        """This process's share of the next global batch, as `grad_accum` collated micro-batches."""
         batches = self.epoch_batches(self.progress.epoch)
         if self.progress.batch_in_epoch >= len(batches):
             self.progress.epoch += 1
@@ -320,7 +403,8 @@ class StageTrainer:
             batches = self.epoch_batches(self.progress.epoch)
         indices = rank_slice(batches[self.progress.batch_in_epoch], self.acc.process_index, self.world)
         self.progress.batch_in_epoch += 1
-        return self.batches.batch(indices.tolist())  # online: the perception tail runs here, with grad
+        chunks = [c for c in np.array_split(indices, self.accumulation) if len(c)]
+        return [self.batches.batch(c.tolist()) for c in chunks]  # online: the perception tail runs here, with grad
 
     def trained_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         params = list(model.parameters())
@@ -334,24 +418,41 @@ class StageTrainer:
                 group["lr"] = lr
 
     def train_step(self, model, optimizers: list) -> tuple[float, int]:
-        batch = self.next_batch()
+        """One optimizer step over this process's share of the global batch, in `grad_accum` micro-batches.
+
+        Each micro-batch's mean token loss is weighted by its share of the label tokens, so the gradient is
+        the one of the whole share in one batch (tests/test_reliability.py checks it against the larger batch).
+        """
+        parts = self.next_batch()
         self.set_learning_rates(optimizers)
-        device = self.acc.device
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    features=batch["features"], labels=batch["labels"].to(device))
-        total = out.loss
-        if "perception_loss" in batch:  # online: the perception stage's loss keeps the heads detecting (config.py)
-            self.perception_loss = float(batch["perception_loss"].detach())
-            total = total + batch["perception_loss"]
-        self.acc.backward(total)
+        counts = [label_count(part) for part in parts]
+        loss_sum, n_tokens = torch.zeros(()), 0
+        for i, part in enumerate(parts):
+            weight = counts[i] / max(1, sum(counts))
+            sync = i == len(parts) - 1 or self.world == 1
+            with contextlib.nullcontext() if sync else self.acc.no_sync(model):
+                loss, tokens = self.micro_step(model, part, weight, len(parts))
+            loss_sum, n_tokens = loss_sum + loss * weight, n_tokens + tokens
         if self.cfg.train.grad_clip > 0:  # one norm over everything that learns, as for a single model
             self.acc.clip_grad_norm_(self.trained_parameters(model), self.cfg.train.grad_clip)
         for optimizer in optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
-        loss = self.acc.reduce(out.loss.detach(), reduction="mean").item()
-        return loss, int(batch["attention_mask"].sum()) * self.world
+        loss = self.acc.reduce(loss_sum.to(self.acc.device), reduction="mean").item()
+        return loss, n_tokens * self.world
+
+    def micro_step(self, model, batch: dict, weight: float, parts: int) -> tuple[torch.Tensor, int]:
+        """Forward + backward of one micro-batch with its loss weight; returns (its mean loss, its tokens)."""
+        device = self.acc.device
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                    features=batch["features"], labels=batch["labels"].to(device))
+        total = out.loss * weight
+        if "perception_loss" in batch:  # online: the perception stage's loss keeps the heads detecting (config.py)
+            self.perception_loss = float(batch["perception_loss"].detach())
+            total = total + batch["perception_loss"] / parts
+        self.acc.backward(total)
+        return out.loss.detach().cpu(), int(batch["attention_mask"].sum())
 
     def check_ranks_agree(self) -> None:
         if self.world == 1:
@@ -370,15 +471,31 @@ class StageTrainer:
         weights = full_model_state(self.acc, model)  # collective under ZeRO: every process gathers
         optimizer_state = full_optimizer_state(self.acc, model, self.prepared_optimizer)
         if self.acc.is_main_process:
+            log.info("saving %s (step %d)", folder, self.progress.step)  # kept in the log a resume cuts back to
             tied = model.base_llm.config.tie_word_embeddings  # safetensors refuses shared tensors
             state = {k: v for k, v in weights.items() if not (tied and k.endswith("lm_head.weight"))}
             files = model.save_files()
             files["config.yaml"] = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
             meta = {"stage": self.spec.name, "progress": vars(self.progress), "rng": rng_state(),
-                    "total_steps": self.total_steps, "world_size": self.world}
+                    "total_steps": self.total_steps, "world_size": self.world,
+                    "batch_size": self.cfg.train.batch_size, "grad_accum": self.accumulation,
+                    "log_bytes": log_size(self.out / "train.log"), "data": self.data}
             save_checkpoint(folder, state, optimizer_state, meta, files)
             if self.online is not None:  # after the VLA folder, which replaces `folder` as a whole
                 self.online.save(folder / PERCEPTION_DIR, self.perception_optimizer, {"step": self.progress.step})
             log.info("saved %s (step %d)", folder, self.progress.step)
+        self.last_save = time.monotonic()
         self.acc.wait_for_everyone()
         return folder
+
+
+def log_size(path: Path) -> int | None:
+    """Bytes of the training log now (flushed): on --resume the log is cut back to this (no repeated lines)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return path.stat().st_size if path.is_file() else None
+
+
+def label_count(batch: dict) -> int:
+    """Label tokens the LLM's loss averages over (shifted by one, -100 ignored)."""
+    return int((batch["labels"][:, 1:] != -100).sum())
