@@ -1,6 +1,10 @@
 """Evaluate BEV perception on a split: detection mAP/NDS (nuScenes devkit), tracking id consistency,
 map Chamfer AP at 0.5/1.0/1.5 m. See perception/evaluate.py for the definitions.
 
+Detection is reported twice, each labelled: ours (classes present in GT, GT = the perception targets
+inside the BEV grid) and the devkit's own (its public `DetectionEval` on a result JSON, config
+detection_cvpr_2019, mAP/NDS over all 10 classes; perception/devkit_detection.py says which eval_set).
+
     python tools/eval_perception.py --checkpoint checkpoints/perception/last --dataroot data/mini_world --split val
     python tools/eval_perception.py --chance --dataroot data/mini_world --split val   # chance level
 
@@ -29,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --chance predictions (default 0)")
     p.add_argument("--out", default=None, help="also write the report as JSON here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--skip-devkit", action="store_true",
+                   help="skip the devkit's DetectionEval numbers (loading NuScenes takes ~30 s on real trainval)")
     return p
 
 
@@ -36,11 +42,24 @@ def summary_lines(report: dict) -> list[str]:
     det, trk, mp = report["detection"], report["tracking"], report["map"]
     return [
         f"keyframes: {report['keyframes']}",
-        f"detection: mAP {det['mAP']:.4f}  NDS {det['NDS']:.4f}  per class {json.dumps({k: round(v, 4) for k, v in det['per_class_AP'].items()})}",
+        (f"detection (ours: {len(det['per_class_AP'])} classes present in GT, perception targets): mAP {det['mAP']:.4f}  "
+         f"NDS {det['NDS']:.4f}  per class {json.dumps({k: round(v, 4) for k, v in det['per_class_AP'].items()})}"),
+        *devkit_lines(report.get("detection_devkit")),
         (f"tracking: id switches {trk['id_switches']} ({trk['id_switches_per_100']:.2f} / 100 matched), "
          f"tracks kept under one id {trk['tracks_single_id']:.3f}, GT boxes matched {trk['matched_fraction']:.3f}"),
         f"map: Chamfer mAP {mp['mAP']:.4f}  " + json.dumps({k: {t: round(v, 4) for t, v in aps.items()} for k, aps in mp["AP"].items()}),
     ]
+
+
+def devkit_lines(dev: dict | None) -> list[str]:
+    if dev is None:
+        return []
+    label = f"detection (devkit DetectionEval, {dev['config']}, 10 classes"
+    if dev["eval_set"] is None:
+        return [f"{label}): not scored: {dev['why']}"]
+    present = {k: round(v, 4) for k, v in dev["per_class_AP"].items() if v > 0}
+    return [(f"{label}, eval_set={dev['eval_set']}): mAP {dev['mAP']:.4f}  NDS {dev['NDS']:.4f}  "
+            f"classes with AP > 0 {json.dumps(present)}  ({dev['why']})")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
         preds = model_predictions(model, records, ImageCache(args.dataroot, cfg.model.image_size), cfg)
     report = evaluate_predictions(records, preds, cfg)
+    if not args.skip_devkit:
+        from perception.devkit_detection import devkit_detection_report
+
+        report["detection_devkit"] = devkit_detection_report(args.dataroot, args.version or cfg.version, args.split,
+                                                             records, preds)
     report["source"] = "chance" if args.chance else str(args.checkpoint)
     print("\n".join(summary_lines(report)))
     if args.out:

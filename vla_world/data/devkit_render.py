@@ -5,7 +5,8 @@ Why: `NuScenesMap.render_map_patch`, `render_layers`, `render_map_in_image` and
 coordinates through the numpy array interface that shapely 2 removed, so every call fails with
 "IndexError: too many indices for array" (nuscenes-devkit issue #1180; PR #1193 proposes the same kind
 of fix upstream). nuscenes-devkit 1.2.0 pins shapely ~= 2.0, so no pin can avoid it. The patch gives
-the devkit's map module a `descartes` of its own whose `PolygonPatch` reads `.coords`; the descartes
+the devkit's map module a `descartes` of its own whose `PolygonPatch` reads `.coords` (and, unlike
+descartes, orients rings so that holes, e.g. the city blocks in the drivable area, stay unfilled); the descartes
 package and site-packages are left untouched, and nothing else changes. Calling it twice is harmless.
 """
 
@@ -16,6 +17,7 @@ import types
 import numpy as np
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path
+from shapely.geometry.polygon import orient
 
 
 def polygon_path(shape) -> Path:
@@ -25,6 +27,7 @@ def polygon_path(shape) -> Path:
         raise ValueError(f"a Polygon or MultiPolygon is required, got {shape.geom_type}")
     vertices, codes = [], []
     for polygon in polygons:
+        polygon = orient(polygon, sign=1.0)  # holes must wind against the exterior to stay empty when filled
         for ring in [polygon.exterior, *polygon.interiors]:
             xy = np.asarray(ring.coords, dtype=np.float64)[:, :2]
             ring_codes = np.full(len(xy), Path.LINETO, dtype=Path.code_type)

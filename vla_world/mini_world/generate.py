@@ -52,6 +52,11 @@ LIDAR_AZIMUTH_STEPS = 720  # 0.5 degree azimuth resolution
 JPEG_QUALITY = 90
 MARKER = ".vla_world_mini_world"  # marks a folder this tool may overwrite
 SPLITS_FILE = "vla_world_splits.json"
+# The devkit's own custom-split file (nuscenes.utils.splits.get_scenes_of_custom_split), so that
+# DetectionEval(..., eval_set="vla_world_test") scores exactly our split even where no official split
+# name covers it (a mini world's 14 test scenes); the prefix keeps clear of the official split names.
+DEVKIT_SPLITS_FILE = "splits.json"
+DEVKIT_SPLIT_PREFIX = "vla_world_"
 SPLITS: tuple[str, ...] = ("train", "val", "test")  # keys of SPLITS_FILE; val chooses settings, test reports
 FIRST_DAY = dt.datetime(2018, 7, 10, 3, 0, 0, tzinfo=dt.UTC)
 # Held-out test scenes of a default build: twice the 7 train scenes, so test repeats the train
@@ -117,6 +122,8 @@ def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tu
     writer.write(spec.out_dir / version)
     splits = {split: [plan.name for plan in plans if plan.split == split] for split in SPLITS}
     (spec.out_dir / version / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+    devkit_splits = {f"{DEVKIT_SPLIT_PREFIX}{split}": names for split, names in splits.items()}
+    (spec.out_dir / version / DEVKIT_SPLITS_FILE).write_text(json.dumps(devkit_splits, indent=1))
     return spec.out_dir
 
 

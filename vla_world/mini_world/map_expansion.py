@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from shapely.geometry import LineString, MultiPoint, Polygon
+from shapely.geometry import MultiPoint, Polygon
 from shapely.ops import snap
 
 from .road_network import (
@@ -28,6 +28,7 @@ from .road_network import (
     JUNCTION_HALF,
     LANE_WIDTH,
     ROAD_HALF_WIDTH,
+    Lane,
     RoadNetwork,
     junction_shape,
     lane_offset,
@@ -160,7 +161,7 @@ def _add_roads(geo: _Geometry, net: RoadNetwork, drivable_token: str) -> dict[tu
 
 def _add_lanes(geo: _Geometry, net: RoadNetwork, road_blocks: dict) -> None:
     for ln in net.lanes:
-        shape = LineString(ln.points).buffer(LANE_WIDTH / 2, cap_style=2, join_style=2)
+        shape = lane_polygon(ln)
         token = lane_token(net.location, ln.index)
         if ln.kind == "connector":
             geo.layers["lane_connector"].append({"token": token, "polygon_token": geo.polygon(shape)})
@@ -176,6 +177,23 @@ def _add_lanes(geo: _Geometry, net: RoadNetwork, road_blocks: dict) -> None:
             "from_edge_line_token": geo.line([ln.points[0] - n, ln.points[0] + n]),
             "to_edge_line_token": geo.line([ln.points[-1] - n, ln.points[-1] + n]),
             "left_lane_divider_segments": segments["left"], "right_lane_divider_segments": segments["right"]})
+
+
+def lane_polygon(ln: Lane) -> Polygon:
+    """The lane's strip, its ends square to the exact start and end headings.
+
+    A buffer of the sampled centre line would square the ends to the first chord, a few centimetres
+    off on a curve, and the connector's corners would miss the lane's end nodes they must share."""
+    tangents = np.gradient(ln.points, axis=0)
+    tangents[0] = _heading(ln.arcs[0]["start_pose"][2])
+    tangents[-1] = _heading(ln.arcs[-1]["end_pose"][2])
+    tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    normals = np.stack([-tangents[:, 1], tangents[:, 0]], axis=1) * LANE_WIDTH / 2
+    return Polygon(np.concatenate([ln.points - normals, (ln.points + normals)[::-1]]))
+
+
+def _heading(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw), np.sin(yaw)])
 
 
 def _add_crossings_and_signals(geo: _Geometry, net: RoadNetwork, junction_segments: dict, road_blocks: dict) -> None:
