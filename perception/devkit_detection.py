@@ -68,9 +68,13 @@ def devkit_detection_report(dataroot: str | Path, version: str, split: str, reco
     report = {"eval_set": eval_set, "why": why, "config": DEVKIT_CONFIG}
     if eval_set is None:
         return report
+    result = submission(records, preds)
+    if not any(result["results"].values()):  # the devkit raises on a submission without a single box
+        return {**report, "why": report["why"] + "; no box predicted, so AP 0 and NDS 0 without running the devkit",
+                "mAP": 0.0, "NDS": 0.0, "per_class_AP": {}, "tp_errors": {}}
     with tempfile.TemporaryDirectory(prefix="devkit_eval_") as work:
         result_path = Path(work) / "results.json"
-        result_path.write_text(json.dumps(submission(records, preds)))
+        result_path.write_text(json.dumps(result))
         evaluator = DetectionEval(nusc, config_factory(DEVKIT_CONFIG), str(result_path), eval_set,
                                   str(Path(work) / "out"), verbose=False)
         metrics, _ = evaluator.evaluate()

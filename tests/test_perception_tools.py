@@ -33,6 +33,8 @@ def test_train_eval_export_on_the_tiny_world(mini_world, mini_records, tmp_path)
         assert eval_perception.main(source + ["--dataroot", str(mini_world), "--split", "val", "--out", str(report_path)]) == 0
         report = json.loads(report_path.read_text())
         assert 0.0 <= report["detection"]["mAP"] <= 1.0 and report["keyframes"] == len(mini_records["val"])
+        devkit = report["detection_devkit"]  # the devkit's own DetectionEval, on the official split of our val
+        assert devkit["eval_set"] == "mini_val" and 0.0 <= devkit["mAP"] <= 1.0
 
     for source in (["--checkpoint", str(run / "last")], ["--oracle", "--config", str(config)]):
         cache = tmp_path / f"tokens_{len(source)}.safetensors"
