@@ -14,9 +14,8 @@ from perception.devkit_detection import (
     devkit_detection_report,
     submission,
 )
-from perception.evaluate import FramePrediction
+from perception.evaluate import FramePrediction, target_predictions
 from perception.map_eval import FrameMap
-from perception.targets import frame_targets
 
 VERSION = "v1.0-mini"
 NO_MAP = FrameMap(np.zeros(0, np.int64), np.zeros((0, 2, 2)), np.zeros(0))
@@ -25,16 +24,6 @@ NO_MAP = FrameMap(np.zeros(0, np.int64), np.zeros((0, 2, 2)), np.zeros(0))
 @pytest.fixture(scope="module")
 def nusc(mini_world):
     return NuScenes(version=VERSION, dataroot=str(mini_world), verbose=False)
-
-
-def _perfect(records, cfg: PerceptionConfig) -> list[FramePrediction]:
-    """Every perception target as a prediction with score 1 (what a perfect model inside the grid outputs)."""
-    preds = []
-    for record in records:
-        t = frame_targets(record, cfg.grid, cfg.model.map_points)
-        preds.append(FramePrediction(np.asarray(t.boxes), np.asarray(t.velocities), np.asarray(t.classes),
-                                     np.ones(len(t.classes)), NO_MAP))
-    return preds
 
 
 def test_eval_set_is_official_when_it_has_exactly_our_scenes_else_the_custom_split(nusc, mini_world):
@@ -49,7 +38,7 @@ def test_eval_set_is_official_when_it_has_exactly_our_scenes_else_the_custom_spl
 def test_submission_is_the_devkit_result_format(mini_records):
     cfg = PerceptionConfig()
     records = mini_records["val"][:3]
-    result = submission(records, _perfect(records, cfg))
+    result = submission(records, target_predictions(records, cfg))
     assert set(result["results"]) == {r.sample_token for r in records} and result["meta"]["use_camera"]
     box = next(b for boxes in result["results"].values() for b in boxes)
     assert {"translation", "size", "rotation", "velocity", "detection_name", "detection_score", "attribute_name"} <= set(box)
@@ -62,7 +51,7 @@ def test_perfect_boxes_match_their_gt_exactly(nusc, mini_world, mini_records):
     The devkit scores 10 classes and up to 50 m while the grid reaches 25 m, so recall (and AP) is
     below 1 by design; a frame or unit error in the conversion would make trans_err of matches > 0."""
     cfg = PerceptionConfig()
-    report = devkit_detection_report(mini_world, VERSION, "val", mini_records["val"], _perfect(mini_records["val"], cfg),
+    report = devkit_detection_report(mini_world, VERSION, "val", mini_records["val"], target_predictions(mini_records["val"], cfg),
                                      nusc=nusc)
     assert report["eval_set"] == "mini_val" and report["config"] == "detection_cvpr_2019"
     present = [name for name, ap in report["per_class_AP"].items() if ap > 0]

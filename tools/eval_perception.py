@@ -7,6 +7,7 @@ detection_cvpr_2019, mAP/NDS over all 10 classes; perception/devkit_detection.py
 
     python tools/eval_perception.py --checkpoint checkpoints/perception/last --dataroot data/mini_world --split val
     python tools/eval_perception.py --chance --dataroot data/mini_world --split val   # chance level
+    python tools/eval_perception.py --targets --dataroot data/mini_world --split val  # the grid's ceiling
 
 `--chance` scores camera-blind random predictions drawn from the train split's statistics
 (perception/chance.py) with the same code, so "better than chance" is measured, not assumed.
@@ -26,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="perception checkpoint folder, e.g. checkpoints/perception/last")
     source.add_argument("--chance", action="store_true", help="score random camera-blind predictions instead")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config for --chance (grid, P) (default {DEFAULT_CONFIG})")
+    source.add_argument("--targets", action="store_true",
+                        help="score the perception targets themselves (the grid's ceiling: 1 by our metrics; the "
+                             "devkit's numbers show what the grid's reach costs)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"config for --chance / --targets (grid, P) (default {DEFAULT_CONFIG})")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default data/mini_world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: the config's)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
@@ -68,18 +73,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from perception.chance import chance_predictions
     from perception.config import PerceptionConfig
-    from perception.evaluate import evaluate_predictions, model_predictions
+    from perception.evaluate import (
+        evaluate_predictions,
+        model_predictions,
+        target_predictions,
+    )
     from perception.inputs import ImageCache
     from perception.train import load_perception_model
     from vla_world.config import load_config
     from vla_world.data import load_records
 
     torch.set_num_threads(args.threads)
-    if args.chance:
+    if args.chance or args.targets:
         cfg = load_config(args.config, PerceptionConfig)
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
-        train = load_records(args.dataroot, version=args.version or cfg.version, split="train")
-        preds = chance_predictions(train, records, cfg, args.seed)
+        if args.targets:
+            preds = target_predictions(records, cfg)
+        else:
+            train = load_records(args.dataroot, version=args.version or cfg.version, split="train")
+            preds = chance_predictions(train, records, cfg, args.seed)
     else:
         model, cfg = load_perception_model(args.checkpoint)
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
@@ -90,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report["detection_devkit"] = devkit_detection_report(args.dataroot, args.version or cfg.version, args.split,
                                                              records, preds)
-    report["source"] = "chance" if args.chance else str(args.checkpoint)
+    report["source"] = "chance" if args.chance else "targets" if args.targets else str(args.checkpoint)
     print("\n".join(summary_lines(report)))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
