@@ -1,10 +1,10 @@
 """Detection mAP and NDS through the nuScenes devkit (`nuscenes.eval.detection`).
 
-Why not `DetectionEval(nusc, ...)` as is: its constructor looks GT up through the official split
-table (`create_splits_scenes`), which does not know mini-world scene names, and it needs a
-`NuScenes` object. Instead GT `EvalBoxes` are built here from the records (which the data layer
-read from the devkit tables), predictions are converted to the same global-frame submission
-boxes, and only the devkit's own `DetectionEval.evaluate` (accumulate, calc_ap, calc_tp, NDS) runs.
+These are *our* numbers: GT `EvalBoxes` are the perception targets built from the records (what
+the model is trained to find, inside its BEV grid), predictions are converted to the same
+global-frame submission boxes, and only the devkit's `DetectionEval.evaluate` (accumulate, calc_ap,
+calc_tp, NDS) runs on them. The devkit's own numbers (its public constructor, GT from the tables,
+10 classes, official ranges) come from perception/devkit_detection.py and are reported beside these.
 
 Choices, stated because they differ from the official challenge:
   * GT = the perception targets (detection class, centre inside the BEV grid); no num_pts filter.

@@ -248,10 +248,9 @@ def test_ego_behaviours_follow_the_scene_script(nusc):
         steps = np.linalg.norm(np.diff(np.array(xy), axis=0), axis=1) / 0.5
         return np.unwrap(yaws), steps
 
-    by_name = {s["name"]: s for s in nusc.scene}
-    left_yaw, _ = ego_track(by_name["scene-0001"])
-    right_yaw, _ = ego_track(by_name["scene-0002"])
-    _, stop_speed = ego_track(by_name["scene-0004"])
+    left_yaw, _ = ego_track(nusc.scene[0])  # scene index i has behaviour SCENE_BEHAVIOURS[i]
+    right_yaw, _ = ego_track(nusc.scene[1])
+    _, stop_speed = ego_track(nusc.scene[3])
     # a 90-degree junction turn, possibly not finished when a 10 s scene ends
     assert 1.0 < left_yaw[-1] - left_yaw[0] < math.pi / 2 + 0.15
     assert -math.pi / 2 - 0.15 < right_yaw[-1] - right_yaw[0] < -1.0
@@ -284,7 +283,7 @@ def test_same_seed_gives_byte_identical_tables(tmp_path):
     b = make_mini_world(tmp_path / "b", seed=7, **tiny)
     c = make_mini_world(tmp_path / "c", seed=8, **tiny)
     assert _table_bytes(a) == _table_bytes(b)  # test scenes included
-    assert json.loads(_table_bytes(a)["vla_world_splits.json"])["test"] == ["scene-0003"]
+    assert json.loads(_table_bytes(a)["vla_world_splits.json"])["test"] == ["scene-0077"]  # first official test name
     assert _table_bytes(a)["sample_annotation.json"] != _table_bytes(c)["sample_annotation.json"]
     expansion = "maps/expansion/singapore-onenorth.json"
     assert (a / expansion).read_bytes() == (b / expansion).read_bytes()
@@ -305,7 +304,7 @@ def test_tool_builds_and_validates_then_refuses_a_foreign_folder(tmp_path, capsy
     assert main(["--out", str(out), *tiny]) == 0
     printed = capsys.readouterr().out
     assert "0 problems" in printed
-    assert "scene-0003 test" in printed and "test    1 scene  (left 1)" in printed  # per scene and per split mix
+    assert "scene-0077 test" in printed and "test    1 scene  (left 1)" in printed  # per scene and per split mix
     assert main(["--out", str(out), *tiny[:-2], "--test-scenes", "0"]) == 0  # rebuild, without a test split
     assert json.loads((out / VERSION / "vla_world_splits.json").read_text())["test"] == []
     foreign = tmp_path / "foreign"

@@ -4,6 +4,7 @@ train (2 steps) -> resume (1 more) -> eval (model and --chance) -> export tokens
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from test_perception_train import TINY
 from tool_helpers import load_tool
@@ -28,11 +29,16 @@ def test_train_eval_export_on_the_tiny_world(mini_world, mini_records, tmp_path)
     assert train_tool.main(common + ["--resume", "--max-steps", "3"]) == 0
     assert json.loads((run / "last" / "state.json").read_text())["step"] == 3
 
-    for source in (["--checkpoint", str(run / "last")], ["--chance", "--config", str(config)]):
-        report_path = tmp_path / f"report_{len(source)}.json"
+    for i, source in enumerate((["--checkpoint", str(run / "last")], ["--chance", "--config", str(config)],
+                                ["--targets", "--config", str(config)])):
+        report_path = tmp_path / f"report_{i}.json"
         assert eval_perception.main(source + ["--dataroot", str(mini_world), "--split", "val", "--out", str(report_path)]) == 0
         report = json.loads(report_path.read_text())
-        assert 0.0 <= report["detection"]["mAP"] <= 1.0 and report["keyframes"] == len(mini_records["val"])
+        assert 0.0 <= report["detection"]["mAP"] <= 1.0 + 1e-9 and report["keyframes"] == len(mini_records["val"])
+        devkit = report["detection_devkit"]  # the devkit's own DetectionEval, on the official split of our val
+        assert devkit["eval_set"] == "mini_val" and 0.0 <= devkit["mAP"] <= 1.0
+        if source[0] == "--targets":  # the targets scored against themselves: 1 by construction
+            assert report["detection"]["mAP"] == pytest.approx(1.0) and report["map"]["mAP"] == pytest.approx(1.0)
 
     for source in (["--checkpoint", str(run / "last")], ["--oracle", "--config", str(config)]):
         cache = tmp_path / f"tokens_{len(source)}.safetensors"

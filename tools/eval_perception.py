@@ -1,8 +1,13 @@
 """Evaluate BEV perception on a split: detection mAP/NDS (nuScenes devkit), tracking id consistency,
 map Chamfer AP at 0.5/1.0/1.5 m. See perception/evaluate.py for the definitions.
 
+Detection is reported twice, each labelled: ours (classes present in GT, GT = the perception targets
+inside the BEV grid) and the devkit's own (its public `DetectionEval` on a result JSON, config
+detection_cvpr_2019, mAP/NDS over all 10 classes; perception/devkit_detection.py says which eval_set).
+
     python tools/eval_perception.py --checkpoint checkpoints/perception/last --dataroot data/mini_world --split val
     python tools/eval_perception.py --chance --dataroot data/mini_world --split val   # chance level
+    python tools/eval_perception.py --targets --dataroot data/mini_world --split val  # the grid's ceiling
 
 `--chance` scores camera-blind random predictions drawn from the train split's statistics
 (perception/chance.py) with the same code, so "better than chance" is measured, not assumed.
@@ -22,13 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="perception checkpoint folder, e.g. checkpoints/perception/last")
     source.add_argument("--chance", action="store_true", help="score random camera-blind predictions instead")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config for --chance (grid, P) (default {DEFAULT_CONFIG})")
+    source.add_argument("--targets", action="store_true",
+                        help="score the perception targets themselves (the grid's ceiling: 1 by our metrics; the "
+                             "devkit's numbers show what the grid's reach costs)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"config for --chance / --targets (grid, P) (default {DEFAULT_CONFIG})")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default data/mini_world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: the config's)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--seed", type=int, default=0, help="seed of --chance predictions (default 0)")
     p.add_argument("--out", default=None, help="also write the report as JSON here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--skip-devkit", action="store_true",
+                   help="skip the devkit's DetectionEval numbers (loading NuScenes takes ~30 s on real trainval)")
     return p
 
 
@@ -36,11 +47,24 @@ def summary_lines(report: dict) -> list[str]:
     det, trk, mp = report["detection"], report["tracking"], report["map"]
     return [
         f"keyframes: {report['keyframes']}",
-        f"detection: mAP {det['mAP']:.4f}  NDS {det['NDS']:.4f}  per class {json.dumps({k: round(v, 4) for k, v in det['per_class_AP'].items()})}",
+        (f"detection (ours: {len(det['per_class_AP'])} classes present in GT, perception targets): mAP {det['mAP']:.4f}  "
+         f"NDS {det['NDS']:.4f}  per class {json.dumps({k: round(v, 4) for k, v in det['per_class_AP'].items()})}"),
+        *devkit_lines(report.get("detection_devkit")),
         (f"tracking: id switches {trk['id_switches']} ({trk['id_switches_per_100']:.2f} / 100 matched), "
          f"tracks kept under one id {trk['tracks_single_id']:.3f}, GT boxes matched {trk['matched_fraction']:.3f}"),
         f"map: Chamfer mAP {mp['mAP']:.4f}  " + json.dumps({k: {t: round(v, 4) for t, v in aps.items()} for k, aps in mp["AP"].items()}),
     ]
+
+
+def devkit_lines(dev: dict | None) -> list[str]:
+    if dev is None:
+        return []
+    label = f"detection (devkit DetectionEval, {dev['config']}, 10 classes"
+    if dev["eval_set"] is None:
+        return [f"{label}): not scored: {dev['why']}"]
+    present = {k: round(v, 4) for k, v in dev["per_class_AP"].items() if v > 0}
+    return [(f"{label}, eval_set={dev['eval_set']}): mAP {dev['mAP']:.4f}  NDS {dev['NDS']:.4f}  "
+            f"classes with AP > 0 {json.dumps(present)}  ({dev['why']})")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from perception.chance import chance_predictions
     from perception.config import PerceptionConfig
-    from perception.evaluate import evaluate_predictions, model_predictions
+    from perception.evaluate import (
+        evaluate_predictions,
+        model_predictions,
+        target_predictions,
+    )
     from perception.inputs import ImageCache
     from perception.train import load_perception_model
     from vla_world.checkpoint import CheckpointError
@@ -57,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     from vla_world.data import load_records
 
     torch.set_num_threads(args.threads)
-    if args.chance:
+    if args.chance or args.targets:
         cfg = load_config(args.config, PerceptionConfig)
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
-        train = load_records(args.dataroot, version=args.version or cfg.version, split="train")
-        preds = chance_predictions(train, records, cfg, args.seed)
+        if args.targets:
+            preds = target_predictions(records, cfg)
+        else:
+            train = load_records(args.dataroot, version=args.version or cfg.version, split="train")
+            preds = chance_predictions(train, records, cfg, args.seed)
     else:
         try:
             model, cfg = load_perception_model(args.checkpoint)
@@ -70,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
         preds = model_predictions(model, records, ImageCache(args.dataroot, cfg.model.image_size), cfg)
     report = evaluate_predictions(records, preds, cfg)
-    report["source"] = "chance" if args.chance else str(args.checkpoint)
+    if not args.skip_devkit:
+        from perception.devkit_detection import devkit_detection_report
+
+        report["detection_devkit"] = devkit_detection_report(args.dataroot, args.version or cfg.version, args.split,
+                                                             records, preds)
+    report["source"] = "chance" if args.chance else "targets" if args.targets else str(args.checkpoint)
     print("\n".join(summary_lines(report)))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 144), metavar=("W", "H"),
                         help="camera image size in pixels; intrinsics are scaled from 1600x900")
     parser.add_argument("--seconds", type=float, default=20.0, help="scene length in seconds (keyframes at 2 Hz)")
-    parser.add_argument("--version", default="v1.0-mini", help="table folder name under --out")
+    parser.add_argument("--version", default="v1.0-mini",
+                        help="table folder name under --out; also picks the official nuScenes scene names: a *-mini "
+                             "version names train/val scenes from mini_train/mini_val first, any other from the "
+                             "official train/val lists; test scenes take official test names (docs/mini_world.md)")
     parser.add_argument("--no-validate", action="store_true", help="skip the table consistency check at the end")
     return parser.parse_args(argv)
 

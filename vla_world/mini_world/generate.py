@@ -11,11 +11,10 @@ them changes no train or val scene.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,13 @@ from tqdm import tqdm
 
 from .ground_texture import GroundTexture, build_ground_texture
 from .lidar import LidarBox, LidarModel
-from .map_expansion import write_basemap, write_map_expansion
+from .map_expansion import (
+    SEMANTIC_PRIOR_HASHES,
+    write_basemap,
+    write_intensity_basemap,
+    write_map_expansion,
+)
+from .prediction_scenes import write_prediction_scenes
 from .render_camera import CameraRenderer, RenderBox, class_colour
 from .road_network import LOCATIONS, RoadNetwork, build_road_network
 from .scenarios import (
@@ -34,6 +39,7 @@ from .scenarios import (
     simulate_scene,
     split_scene_indices,
 )
+from .scene_names import assign_scene_names
 from .sensors import ALL_SENSORS, CAMERAS, EGO_CENTER_AHEAD_OF_REAR_AXLE, LIDAR
 from .tables import BoxAnnotation, SceneTables, TableWriter
 from .tokens import TokenFactory
@@ -46,6 +52,11 @@ LIDAR_AZIMUTH_STEPS = 720  # 0.5 degree azimuth resolution
 JPEG_QUALITY = 90
 MARKER = ".vla_world_mini_world"  # marks a folder this tool may overwrite
 SPLITS_FILE = "vla_world_splits.json"
+# The devkit's own custom-split file (nuscenes.utils.splits.get_scenes_of_custom_split), so that
+# DetectionEval(..., eval_set="vla_world_test") scores exactly our split even where no official split
+# name covers it (a mini world's 14 test scenes); the prefix keeps clear of the official split names.
+DEVKIT_SPLITS_FILE = "splits.json"
+DEVKIT_SPLIT_PREFIX = "vla_world_"
 SPLITS: tuple[str, ...] = ("train", "val", "test")  # keys of SPLITS_FILE; val chooses settings, test reports
 FIRST_DAY = dt.datetime(2018, 7, 10, 3, 0, 0, tzinfo=dt.UTC)
 # Held-out test scenes of a default build: twice the 7 train scenes, so test repeats the train
@@ -127,10 +138,13 @@ def make_mini_world(out_dir, num_scenes: int = 10, seed: int = 0, image_size: tu
         scene_tables = _build_scene(spec, plan, nets[plan.location], textures[plan.location], writer, tokens)
         logs_by_location[plan.location].append(scene_tables.log_token)
         writer.add_scene(scene_tables)
-    _write_maps(spec, nets, logs_by_location, writer)
+    _write_maps(spec, nets, textures, logs_by_location, writer)
+    write_prediction_scenes(writer.tables, spec.out_dir)
     writer.write(spec.out_dir / version)
     splits = {split: [plan.name for plan in plans if plan.split == split] for split in SPLITS}
     (spec.out_dir / version / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+    devkit_splits = {f"{DEVKIT_SPLIT_PREFIX}{split}": names for split, names in splits.items()}
+    (spec.out_dir / version / DEVKIT_SPLITS_FILE).write_text(json.dumps(devkit_splits, indent=1))
     return spec.out_dir
 
 
@@ -144,9 +158,11 @@ class ScenePlan:
     location: str  # one of LOCATIONS
     sim_key: tuple[int, ...]  # entropy of the scene's traffic generator
     noise_key: tuple[int, ...]  # entropy prefix of its per-keyframe lidar noise (keyframe index appended)
+    name: str = ""  # official nuScenes scene name for its split and the version (scene_names.py)
 
     @property
-    def name(self) -> str:
+    def key(self) -> str:
+        """Readable key of the scene's tokens and log; independent of its official name."""
         return f"scene-{self.index + 1:04d}"
 
 
@@ -158,7 +174,8 @@ def plan_scenes(spec: WorldSpec) -> list[ScenePlan]:
     mix = held_out_mix([(p.behaviour, p.location) for p in plans if p.split == "train"], spec.test_scenes)
     plans += [ScenePlan(spec.num_scenes + j, "test", behaviour, location, (spec.seed, TEST_SEED_TAG, j + 1),
                         (spec.seed, TEST_SEED_TAG + 1, j + 1)) for j, (behaviour, location) in enumerate(mix)]
-    return plans
+    names = assign_scene_names([plan.split for plan in plans], spec.version)
+    return [replace(plan, name=name) for plan, name in zip(plans, names)]
 
 
 def _prepare_output(spec: WorldSpec) -> None:
@@ -172,11 +189,14 @@ def _prepare_output(spec: WorldSpec) -> None:
     (out / MARKER).write_text("written by vla_world.mini_world.make_mini_world; safe to delete\n")
 
 
-def _write_maps(spec: WorldSpec, nets: dict[str, RoadNetwork], logs: dict[str, list[str]], writer: TableWriter) -> None:
+def _write_maps(spec: WorldSpec, nets: dict[str, RoadNetwork], textures: dict[str, GroundTexture],
+                logs: dict[str, list[str]], writer: TableWriter) -> None:
+    """Per location: the expansion JSON, the semantic prior named as the devkit's BitMap expects, the basemap."""
     for loc, net in nets.items():
         write_map_expansion(net, spec.out_dir)
-        filename = f"maps/{hashlib.md5(f'{spec.seed}/{loc}'.encode()).hexdigest()}.png"
+        filename = f"maps/{SEMANTIC_PRIOR_HASHES[loc]}.png"
         write_basemap(net, spec.out_dir / filename)
+        write_intensity_basemap(textures[loc].intensity, spec.out_dir / "maps" / "basemap" / f"{loc}.png")
         writer.add_map(loc, logs[loc], filename)
 
 
@@ -211,10 +231,10 @@ def _build_scene(spec: WorldSpec, plan: ScenePlan, net: RoadNetwork, texture: Gr
     num_frames = round(spec.scene_seconds / KEYFRAME_SECONDS)
     sim = simulate_scene(net, plan.behaviour, (num_frames - 1) * KEYFRAME_SECONDS, KEYFRAME_SECONDS, rng)
     logfile, date, first_ts = _log_identity(plan.index, net.location)
-    name = plan.name
-    log_token = writer.add_log(name, logfile, net.location, date)
-    calib = {s.channel: writer.add_calibration(name, s, spec.image_size) for s in ALL_SENSORS}
-    scene = SceneTables(tokens, tokens.make(name, "scene"), name, log_token, sim.description, calib)
+    key = plan.key  # tokens hang off the index key, so renaming scenes changed no token
+    log_token = writer.add_log(key, logfile, net.location, date)
+    calib = {s.channel: writer.add_calibration(key, s, spec.image_size) for s in ALL_SENSORS}
+    scene = SceneTables(tokens, tokens.make(key, "scene"), plan.name, log_token, sim.description, calib, key=key)
     ctx = _SceneContext(spec, plan, sim, logfile, _annotation_spans(sim), CameraRenderer(texture, spec.image_size),
                         LidarModel(LIDAR.sensor_to_ego(), LIDAR_AZIMUTH_STEPS), texture)
     for k in range(num_frames):

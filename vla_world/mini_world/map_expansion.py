@@ -5,6 +5,12 @@ geometric layers (node/line/polygon), every semantic layer (drivable_area, road_
 road_block, lane, lane_connector, ped_crossing, walkway, stop_line, carpark_area,
 road_divider, lane_divider, traffic_light) and the lane graph (`arcline_path_3`,
 `connectivity`). Coordinates: the location's global map frame, metres.
+
+Records share their nodes the way the real maps do, because the devkit's lane-graph helpers compare
+node *tokens*, not coordinates (`NuScenesMap.get_next_roads` keeps a record only if all nodes of the
+current lane's `to_edge_line` are in its exterior): one node per distinct point (millimetre), and every
+polygon carries the lane end corners that lie on its edge (a junction's square gains the lane corners
+along its stop lines), so adjacent lanes, their connectors, road blocks and junctions meet in shared nodes.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from shapely.geometry import LineString, Polygon
+from shapely.geometry import MultiPoint, Polygon
+from shapely.ops import snap
 
 from .road_network import (
     ARM_VECTORS,
     JUNCTION_HALF,
     LANE_WIDTH,
     ROAD_HALF_WIDTH,
+    Lane,
     RoadNetwork,
     junction_shape,
     lane_offset,
@@ -31,6 +39,16 @@ from .tokens import TokenFactory
 
 MAP_VERSION = "1.3"
 BASEMAP_RESOLUTION = 0.1  # metres per pixel, what nuscenes.utils.map_mask.MapMask assumes
+NODE_DECIMALS = 3  # points closer than a millimetre are one node
+SNAP_TOLERANCE = 1e-3  # metres; a lane corner this close to a polygon edge becomes a vertex of it
+# The devkit's `BitMap(..., "semantic_prior")` looks the drivable mask up under these fixed names (real nuScenes
+# map.json filenames, hard-coded in nuscenes/map_expansion/bitmap.py), so our masks carry them too.
+SEMANTIC_PRIOR_HASHES = {
+    "singapore-onenorth": "53992ee3023e5494b90c316c183be829",
+    "singapore-hollandvillage": "37819e65e09e5547b8a3ceaefba56bb2",
+    "singapore-queenstown": "93406b464a165eaba6d9de76ca09f5da",
+    "boston-seaport": "36092f0b03a857c6a3403e25b4b7aab3",
+}
 LAYERS = ("polygon", "line", "node", "drivable_area", "road_segment", "road_block", "lane", "ped_crossing",
           "walkway", "stop_line", "carpark_area", "road_divider", "lane_divider", "traffic_light", "lane_connector")
 
@@ -41,18 +59,23 @@ def lane_token(location: str, lane_index: int) -> str:
 
 
 class _Geometry:
-    """Accumulates node/line/polygon records and hands back their tokens."""
+    """Accumulates node/line/polygon records and hands back their tokens; equal points share one node."""
 
-    def __init__(self, tokens: TokenFactory) -> None:
+    def __init__(self, tokens: TokenFactory, anchors: MultiPoint) -> None:
         self.tokens = tokens
+        self.anchors = anchors  # points every polygon edge through them must have as a vertex
         self.layers: dict[str, list] = {name: [] for name in LAYERS}
+        self._node_at: dict[tuple[float, float], str] = {}
 
     def _nodes(self, coords) -> list[str]:
         out = []
         for x, y in coords:
-            token = self.tokens.make("node", len(self.layers["node"]))
-            self.layers["node"].append({"token": token, "x": round(float(x), 4), "y": round(float(y), 4)})
-            out.append(token)
+            key = (round(float(x), NODE_DECIMALS), round(float(y), NODE_DECIMALS))
+            if key not in self._node_at:
+                token = self.tokens.make("node", len(self.layers["node"]))
+                self.layers["node"].append({"token": token, "x": round(float(x), 4), "y": round(float(y), 4)})
+                self._node_at[key] = token
+            out.append(self._node_at[key])
         return out
 
     def line(self, coords) -> str:
@@ -62,6 +85,7 @@ class _Geometry:
 
     def polygon(self, shape: Polygon) -> str:
         token = self.tokens.make("polygon", len(self.layers["polygon"]))
+        shape = snap(shape, self.anchors, SNAP_TOLERANCE)
         exterior = self._nodes(list(shape.exterior.coords)[:-1])  # the devkit closes rings itself
         holes = [{"node_tokens": self._nodes(list(h.coords)[:-1])} for h in shape.interiors]
         self.layers["polygon"].append({"token": token, "exterior_node_tokens": exterior, "holes": holes})
@@ -75,7 +99,7 @@ class _Geometry:
 
 def build_map_expansion(net: RoadNetwork) -> dict:
     """The full expansion JSON for `net` as a dict."""
-    geo = _Geometry(TokenFactory(f"map/{net.location}"))
+    geo = _Geometry(TokenFactory(f"map/{net.location}"), MultiPoint(lane_corners(net)))
     drivable = net.drivable_area()
     parts = list(getattr(drivable, "geoms", [drivable]))
     drivable_token = geo.record("drivable_area", polygon_tokens=[geo.polygon(p) for p in parts])
@@ -91,6 +115,17 @@ def build_map_expansion(net: RoadNetwork) -> dict:
         "outgoing": [lane_token(net.location, i) for i in ln.successors]} for ln in net.lanes}
     return {"version": MAP_VERSION, "canvas_edge": [float(net.canvas[0]), float(net.canvas[1])],
             **geo.layers, "arcline_path_3": arcs, "connectivity": connectivity}
+
+
+def lane_corners(net: RoadNetwork) -> list[np.ndarray]:
+    """Both edge points of both ends of every road lane: where lanes, connectors and junctions meet."""
+    corners = []
+    for ln in net.lanes:
+        if ln.kind == "road":
+            d = (ln.points[-1] - ln.points[0]) / np.linalg.norm(ln.points[-1] - ln.points[0])
+            n = left_normal(d) * LANE_WIDTH / 2
+            corners += [ln.points[0] + n, ln.points[0] - n, ln.points[-1] + n, ln.points[-1] - n]
+    return corners
 
 
 def _add_junctions(geo: _Geometry, net: RoadNetwork, drivable_token: str) -> dict[int, str]:
@@ -126,7 +161,7 @@ def _add_roads(geo: _Geometry, net: RoadNetwork, drivable_token: str) -> dict[tu
 
 def _add_lanes(geo: _Geometry, net: RoadNetwork, road_blocks: dict) -> None:
     for ln in net.lanes:
-        shape = LineString(ln.points).buffer(LANE_WIDTH / 2, cap_style=2, join_style=2)
+        shape = lane_polygon(ln)
         token = lane_token(net.location, ln.index)
         if ln.kind == "connector":
             geo.layers["lane_connector"].append({"token": token, "polygon_token": geo.polygon(shape)})
@@ -142,6 +177,23 @@ def _add_lanes(geo: _Geometry, net: RoadNetwork, road_blocks: dict) -> None:
             "from_edge_line_token": geo.line([ln.points[0] - n, ln.points[0] + n]),
             "to_edge_line_token": geo.line([ln.points[-1] - n, ln.points[-1] + n]),
             "left_lane_divider_segments": segments["left"], "right_lane_divider_segments": segments["right"]})
+
+
+def lane_polygon(ln: Lane) -> Polygon:
+    """The lane's strip, its ends square to the exact start and end headings.
+
+    A buffer of the sampled centre line would square the ends to the first chord, a few centimetres
+    off on a curve, and the connector's corners would miss the lane's end nodes they must share."""
+    tangents = np.gradient(ln.points, axis=0)
+    tangents[0] = _heading(ln.arcs[0]["start_pose"][2])
+    tangents[-1] = _heading(ln.arcs[-1]["end_pose"][2])
+    tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    normals = np.stack([-tangents[:, 1], tangents[:, 0]], axis=1) * LANE_WIDTH / 2
+    return Polygon(np.concatenate([ln.points - normals, (ln.points + normals)[::-1]]))
+
+
+def _heading(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw), np.sin(yaw)])
 
 
 def _add_crossings_and_signals(geo: _Geometry, net: RoadNetwork, junction_segments: dict, road_blocks: dict) -> None:
@@ -187,6 +239,16 @@ def write_basemap(net: RoadNetwork, path: Path) -> None:
             cv2.fillPoly(mask, [_to_pixels(hole.coords, height)], 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+
+
+def write_intensity_basemap(intensity: np.ndarray, path: Path) -> None:
+    """`maps/basemap/<location>.png`: like the real lidar basemap, ground intensity as grey (stretched to 0..255).
+
+    The devkit's `BitMap(..., "basemap")` stretches any size over the map canvas, so the texture's own
+    resolution is kept."""
+    grey = (intensity.astype(np.float32) * (255.0 / max(1, int(intensity.max())))).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), grey, [cv2.IMWRITE_PNG_COMPRESSION, 3])
 
 
 def _to_pixels(coords, height: int) -> np.ndarray:

@@ -148,15 +148,19 @@ class SceneTables:
     ego_poses: list[dict] = field(default_factory=list)
     annotations_by_agent: dict[int, list[dict]] = field(default_factory=dict)
     categories: dict[int, str] = field(default_factory=dict)  # agent id -> category name
+    key: str = ""  # namespace of this scene's row tokens (default: its name)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.name
 
     def add_keyframe(self, index: int, timestamp: int, ego_translation: list[float], ego_yaw: float,
                      filenames: dict[str, str], image_size: tuple[int, int]) -> str:
         """A sample with one keyframe sample_data (and its ego pose) per sensor; returns the sample token."""
-        sample_token = self.tokens.make(self.name, "sample", index)
+        sample_token = self.tokens.make(self.key, "sample", index)
         self.samples.append({"token": sample_token, "timestamp": timestamp, "prev": "", "next": "",
                              "scene_token": self.token})
         for channel, filename in filenames.items():
-            token = self.tokens.make(self.name, "sample_data", channel, index)
+            token = self.tokens.make(self.key, "sample_data", channel, index)
             camera = channel.startswith("CAM")
             self.ego_poses.append({"token": token, "timestamp": timestamp, "rotation": yaw_quaternion(ego_yaw),
                                    "translation": ego_translation})
@@ -172,8 +176,8 @@ class SceneTables:
         rows = self.annotations_by_agent.setdefault(box.agent_id, [])
         self.categories[box.agent_id] = box.category
         rows.append({
-            "token": self.tokens.make(self.name, "annotation", box.agent_id, sample_token),
-            "sample_token": sample_token, "instance_token": self.tokens.make(self.name, "instance", box.agent_id),
+            "token": self.tokens.make(self.key, "annotation", box.agent_id, sample_token),
+            "sample_token": sample_token, "instance_token": self.tokens.make(self.key, "instance", box.agent_id),
             "visibility_token": box.visibility, "attribute_tokens": [self.tokens.make("attribute", box.attribute)],
             "translation": [round(float(v), 4) for v in box.center], "size": [float(v) for v in box.size_wlh],
             "rotation": yaw_quaternion(float(box.yaw)), "prev": "", "next": "",
