@@ -238,12 +238,12 @@ def test_a_checkpoint_of_the_wrong_stage_is_refused_by_the_tools(mini_world, tmp
         load_tool("eval_perception").main(["--checkpoint", str(align), "--dataroot", str(mini_world)])
 
 
-def test_a_corrupt_vla_json_is_one_line(mini_world, tmp_path):
+def test_a_corrupt_vla_json_is_one_line(mini_world, mini_records, tmp_path):
     planning = fake_checkpoint(tmp_path / "planning" / "last", "planning")
     (planning / "vla.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"vla.json: not valid JSON"):
         load_tool("plan").main(["--checkpoint", str(planning), "--dataroot", str(mini_world), "--split", "val",
-                                "--scene", "scene-0003", "--tokens", "oracle"])
+                                "--scene", mini_records["val"][0].scene_name, "--tokens", "oracle"])
 
 
 def test_perception_divergence_says_it_diverged(tmp_path):
