@@ -17,8 +17,6 @@ formulas are short and standard:
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -26,52 +24,53 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 PIXEL_MAX = 255.0
 
 
-def _as_batch(images: np.ndarray) -> torch.Tensor:
-    """uint8/float (B, H, W, 3) or (H, W, 3) -> float64 (B, 3, H, W) in 0..255."""
-    x = torch.as_tensor(np.asarray(images), dtype=torch.float64)
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    """uint8/float (B, H, W, 3) or (H, W, 3) -> float64 (B, H, W, 3) in 0..255."""
+    x = np.asarray(images, dtype=np.float64)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected images (B, H, W, 3) or (H, W, 3), got shape {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2)
+        raise ValueError(f"expected images (B, H, W, 3) or (H, W, 3), got shape {x.shape}")
+    return x
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB of uint8 image batches (B, H, W, 3); identical images give +inf."""
-    x, y = _as_batch(a), _as_batch(b)
-    mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
+    mse = ((_as_batch(a) - _as_batch(b)) ** 2).mean(axis=(1, 2, 3))
     with np.errstate(divide="ignore"):
-        return (10.0 * np.log10(PIXEL_MAX**2 / mse.numpy())).astype(np.float64)
+        return 10.0 * np.log10(PIXEL_MAX**2 / mse)
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
-    """(size, size) Gaussian weights summing to 1."""
-    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(r**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+def gaussian_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """(size,) Gaussian weights summing to 1; the 2-D SSIM window is its outer product with itself."""
+    r = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(r**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _blur(t: np.ndarray) -> np.ndarray:
+    """Gaussian-window means over the 'valid' positions of (B, H, W, C): separable, rows then columns."""
+    from scipy.ndimage import correlate1d
+
+    g, r = gaussian_1d(), SSIM_WINDOW // 2
+    out = correlate1d(correlate1d(t, g, axis=1, mode="constant"), g, axis=2, mode="constant")
+    return out[:, r:-r, r:-r]  # drop the border, where the window would read the zero padding
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image mean SSIM of two image batches (B, H, W, 3) in 0..255 (see the module doc)."""
     x, y = _as_batch(a), _as_batch(b)
     if x.shape != y.shape:
-        raise ValueError(f"ssim: image shapes differ, {tuple(x.shape)} vs {tuple(y.shape)}")
-    if min(x.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"ssim: images of {tuple(x.shape[-2:])} pixels are smaller than the {SSIM_WINDOW}-pixel window")
-    channels = x.shape[1]
-    window = gaussian_window().expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window, groups=channels)
-
+        raise ValueError(f"ssim: image shapes differ, {x.shape} vs {y.shape}")
+    if min(x.shape[1:3]) < SSIM_WINDOW:
+        raise ValueError(f"ssim: images of {x.shape[1:3]} pixels are smaller than the {SSIM_WINDOW}-pixel window")
     c1, c2 = (SSIM_K1 * PIXEL_MAX) ** 2, (SSIM_K2 * PIXEL_MAX) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    mu_x, mu_y = _blur(x), _blur(y)
+    var_x = _blur(x * x) - mu_x**2
+    var_y = _blur(y * y) - mu_y**2
+    cov = _blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.mean(dim=(1, 2, 3)).numpy()
+    return ssim_map.reshape(len(x), -1).mean(axis=1)
 
 
 def codebook_stats(codes: np.ndarray, codebook_size: int) -> dict[str, float]:
