@@ -60,7 +60,8 @@ def recon_loss(tokenizer: FrameTokenizer, pixels: torch.Tensor, commit_weight: f
     out = tokenizer.model.decoder(tokenizer.model.post_quant_conv(quant), spatial)
     l1, mse = (out - pixels).abs().mean(), F.mse_loss(out, pixels)
     loss = l1 + mse + commit_weight * commit.mean()
-    return loss, {"l1": float(l1), "mse": float(mse), "commit": float(commit.mean())}, indices.reshape(-1)
+    parts = {"l1": float(l1.detach()), "mse": float(mse.detach()), "commit": float(commit.mean().detach())}
+    return loss, parts, indices.reshape(-1)
 
 
 @torch.no_grad()
