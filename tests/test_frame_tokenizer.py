@@ -268,6 +268,9 @@ def test_eval_world_on_codes_end_to_end(trained_tokenizer, mini_world, mini_reco
     rows = json.loads((tmp_path / "copy" / "world_metrics.json").read_text())["rows"]
     assert rows["imagined"]["code_accuracy"] == rows["copy_frame"]["code_accuracy"] < 1.0
     assert rows["imagined"]["psnr"] == pytest.approx(rows["copy_codes"]["psnr"]) and "fid" not in rows["imagined"]
+    assert tool.main([*base, "--reconstruction", "--out", str(tmp_path / "recon")]) == 0
+    recon = json.loads((tmp_path / "recon" / "reconstruction_val.json").read_text())
+    assert recon["images"] == len(val) and recon["entries_used"] <= 32
     tiny_tokenizer(seed=3).save(tmp_path / "other")
     with pytest.raises(SystemExit, match="score them with the tokenizer that made them"):
         tool.main([*base[2:], "--tokenizer", str(tmp_path / "other"), "--codes", str(tmp_path / "copy.safetensors")])

@@ -3,6 +3,7 @@
     python tools/eval_world.py --split test --checkpoint checkpoints/world/last \\
         --tokenizer checkpoints/frame_tokenizer/last --out outputs/world
     python tools/eval_world.py --split test --codes predicted_next.safetensors   # no LLM needed
+    python tools/eval_world.py --split val --reconstruction      # the tokenizer alone: PSNR, SSIM, usage
 
 For every keyframe that has a next keyframe (+0.5 s, same scene): code accuracy (share of the K
 positions equal to the true next frame's codes) and PSNR / SSIM of the decoded imagined frame
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="world-stage LLM checkpoint folder, e.g. checkpoints/world/last")
     source.add_argument("--codes", help="frame-code cache of predicted NEXT-frame codes keyed by the current sample token")
+    source.add_argument("--reconstruction", action="store_true",
+                        help="score the tokenizer alone: decode(encode(x)) vs x on every keyframe of the split "
+                             "(PSNR, SSIM, codebook usage, perplexity) -> <out>/reconstruction_<split>.json")
     p.add_argument("--tokenizer", default="checkpoints/frame_tokenizer/last",
                    help="frame tokenizer checkpoint folder (default checkpoints/frame_tokenizer/last)")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default data/mini_world)")
@@ -64,6 +68,30 @@ def imagined_codes(args: argparse.Namespace, fingerprint: str) -> dict:
     return imagine_codes(args.checkpoint, args.split, args.dataroot, tokens=args.tokens, max_samples=args.max_samples)
 
 
+def reconstruction(args: argparse.Namespace) -> int:
+    """--reconstruction: the tokenizer's own quality on the split's CAM_FRONT images."""
+    from perception.frame_tokenizer import FrameTokenizer
+    from perception.frame_tokenizer_train import (
+        format_metrics,
+        front_images,
+        reconstruction_metrics,
+    )
+    from vla_world.data import load_records
+
+    try:
+        tokenizer = FrameTokenizer.load(args.tokenizer)
+        records = load_records(args.dataroot, version=args.version, split=args.split)
+        metrics = reconstruction_metrics(tokenizer, front_images(records, args.dataroot, tokenizer.image_size, True))
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"reconstruction_{args.split}.json").write_text(json.dumps(
+        {"split": args.split, "tokenizer": args.tokenizer, "tokenizer_fingerprint": tokenizer.fingerprint(), **metrics}, indent=1))
+    print(format_metrics(args.split, metrics))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -79,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from vla_world.data import load_records
 
     torch.set_num_threads(args.threads)
+    if args.reconstruction:
+        return reconstruction(args)
     try:
         tokenizer = FrameTokenizer.load(args.tokenizer)
         fid_model = load_inception(args.fid_weights) if args.fid_weights else None
