@@ -10,8 +10,9 @@ import json
 from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
-                  "tokens-test", "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "readme",
-                  "qa", "pictures"]
+                  "tokens-test", "frame_tokenizer", "frame-codes-train", "frame-codes-val", "frame-codes-test",
+                  "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "world-eval",
+                  "world-pictures", "readme", "qa", "pictures"]
 
 
 def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
@@ -32,7 +33,9 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
     assert qa["n_examples"] == 4 and qa["n_missing"] == 0
     assert (out / "sample_preview.png").stat().st_size > 10_000
     assert len(list((out / "bev").glob("*.gif"))) == 1 and len(list((out / "bev").rglob("*.png"))) == 1
-    for stage in ("perception", "align", "instruct", "motion", "planning"):
+    assert {p.name for p in (tmp_path / "cache" / "frames").glob("*.safetensors")} == \
+        {"train.safetensors", "val.safetensors", "test.safetensors"}
+    for stage in ("perception", "frame_tokenizer", "align", "instruct", "motion", "planning"):
         assert (tmp_path / "ck" / stage / "last" / "model.safetensors").is_file()
     # planning fine-tuned the demo's perception (online) on the train split's cached frozen features
     assert (tmp_path / "ck" / "planning" / "last" / "perception" / "model.safetensors").is_file()

@@ -9,6 +9,8 @@ exactly what a user would type):
   baselines   constant velocity, kinematic predictor, CTRA prior, Ego-MLP (3 seeds) on the test split
   perception  train the tiny BEV perception model (skipped with --oracle)
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
+  frame_tokenizer  train the world model's tiny VQ frame tokenizer on train CAM_FRONT images
+  frame-codes export each split's CAM_FRONT codes (cache/frames/<split>.safetensors)
   align, instruct, motion, planning   the four supervised LLM stages at `tiny` size; align to motion
               read the exported tokens, planning fine-tunes the perception with the LLM on the
               camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only).
@@ -18,6 +20,9 @@ exactly what a user would type):
   readme      the README's results table, rewritten from this run's outputs/eval/metrics.json
   qa          QA metrics of the instruct stage on the test split
   pictures    BEV pictures and a GIF of one test scene
+  world-eval  imagined next frames vs copy-frame and tokenizer-ceiling baselines on test -> outputs/world
+              (+ world-pictures: current | imagined | true next, and a GIF); skipped with a line when
+              there is no world checkpoint (checkpoints/world/last)
 
 Settings were chosen on val; every reported number is on test (docs/results.md says why).
 
@@ -52,6 +57,7 @@ class Step:
     command: list[str]
     skip_if: Path | None = None  # the step's product; present -> skip
     keep_if: Path | None = None  # with --keep: a finished training run's state; present -> skip
+    needs: Path | None = None  # an input made by an optional earlier step; absent -> skip, saying so
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class Scale:
     llm: tuple[str, ...]  # extra train.py flags for each LLM stage
     qa: tuple[str, ...]  # extra eval_qa.py flags
     pictures: int  # val samples drawn
+    frame_tokenizer: tuple[str, ...] = ()  # extra train.py flags for the frame tokenizer
 
 
 def full_scale(a: argparse.Namespace) -> Scale:
@@ -72,7 +79,8 @@ def full_scale(a: argparse.Namespace) -> Scale:
 
 SMOKE = Scale(world=("--scenes", "2", "--test-scenes", "1", "--seconds", "6", "--image-size", "64", "36"),
               perception=("--max-steps", "2"),
-              llm=("--max-steps", "2"), qa=("--max-examples", "4", "--no-meteor"), pictures=1)
+              llm=("--max-steps", "2"), qa=("--max-examples", "4", "--no-meteor"), pictures=1,
+              frame_tokenizer=("--max-steps", "2"))
 
 
 def tool(name: str, *args: str) -> list[str]:
@@ -121,6 +129,7 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     for split in SPLITS:
         steps.append(Step(f"tokens-{split}", tool("export_tokens.py", *token_src, "--dataroot", data, "--split", split,
                                                   "--out", str(token_dir / f"{split}.safetensors"))))
+    steps += frame_steps(a, scale)
     for stage in LLM_STAGES:
         for seed in (a.seeds if stage == "planning" else [0]):
             out = planning_out(ck, seed) if stage == "planning" else ck / stage
@@ -131,6 +140,35 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
                                                  "--set", f"data.token_cache={token_dir}", *seeded, *source,
                                                  *scale.llm, "--dataroot", data, "--out", str(out))), out))
     return steps
+
+
+def frame_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
+    """The world model's frame tokenizer and its per-split code caches (issue 10)."""
+    ck, frames = Path(a.checkpoints), Path(a.cache) / "frames"
+    steps = [trained(Step("frame_tokenizer", tool("train.py", "--stage", "frame_tokenizer", "--config",
+                                                 "configs/frame_tokenizer/tiny.yaml", *scale.frame_tokenizer,
+                                                 "--dataroot", a.data, "--out", str(ck / "frame_tokenizer"))),
+                     ck / "frame_tokenizer")]
+    for split in SPLITS:
+        steps.append(Step(f"frame-codes-{split}", tool("export_frame_codes.py", "--checkpoint",
+                                                       str(ck / "frame_tokenizer" / "last"), "--dataroot", a.data,
+                                                       "--split", split, "--out", str(frames))))
+    return steps
+
+
+def world_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
+    """Imagined next frames of the world checkpoint on test, scored and drawn; skipped without one."""
+    ck, out = Path(a.checkpoints), Path(a.out) / "world"
+    tokenizer = str(ck / "frame_tokenizer" / "last")
+    evaluate = Step("world-eval", tool("eval_world.py", "--checkpoint", str(ck / "world" / "last"), "--tokenizer",
+                                       tokenizer, "--dataroot", a.data, "--split", REPORT_SPLIT, "--out", str(out)))
+    evaluate.needs = ck / "world" / "last"
+    pictures = Step("world-pictures", tool("visualize.py", "--dataroot", a.data, "--split", REPORT_SPLIT,
+                                           "--world-codes", str(out / "imagined_codes.safetensors"),
+                                           "--tokenizer", tokenizer, "--samples", str(8 * scale.pictures),
+                                           "--gif", "--out", str(out / "pictures")))
+    pictures.needs = ck / "world" / "last"
+    return [evaluate, pictures]
 
 
 def trained(step: Step, out: Path) -> Step:
@@ -182,6 +220,7 @@ def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
         Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", REPORT_SPLIT, "--pred", *files,
                               "--names", *names, "--checkpoint", *checkpoints, "--checkpoint-name", "VLA-tiny",
                               *oracle, "--out", str(out / "eval"), *results)),
+        *world_steps(a, scale),
     ]
     if a.readme:
         steps.append(Step("readme", tool("demo_readme.py", "--report", str(out / "eval" / "report.md"),
@@ -203,6 +242,9 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
 
 
 def run_step(step: Step, keep: bool) -> float:
+    if step.needs is not None and not step.needs.exists():
+        print(f"\n=== {step.name}: skipped, {step.needs} does not exist (train that stage first)", flush=True)
+        return 0.0
     if step.skip_if is not None and step.skip_if.exists():
         print(f"\n=== {step.name}: already there ({step.skip_if}), skipped", flush=True)
         return 0.0
