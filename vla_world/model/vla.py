@@ -41,7 +41,12 @@ from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dic
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PromptOptions, SequenceBuilder
 from vla_world.model.tokenizer import IM_END, PLACEHOLDERS, load_tokenizer
-from vla_world.model.visual_tokens import VisualIds, VisualSpec, add_visual_tokens, visual_ids
+from vla_world.model.visual_tokens import (
+    VisualIds,
+    VisualSpec,
+    add_visual_tokens,
+    visual_ids,
+)
 
 PLACEHOLDER_KINDS: tuple[str, ...] = ("scene", "agent", "map", "object")
 Features = dict[str, torch.Tensor]

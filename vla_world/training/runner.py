@@ -52,7 +52,6 @@ from vla_world.training.data import (
     stage_examples,
     world_examples,
 )
-from vla_world.training.losses import weighted_lm_loss
 from vla_world.training.distributed import (
     fill_deepspeed_batch_keys,
     full_model_state,
@@ -60,6 +59,7 @@ from vla_world.training.distributed import (
     load_full_state,
     make_accelerator,
 )
+from vla_world.training.losses import weighted_lm_loss
 from vla_world.training.model_setup import (
     log_parameter_counts,
     perception_status,
