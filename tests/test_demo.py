@@ -10,7 +10,7 @@ import json
 from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
-                  "tokens-test", "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "readme",
+                  "tokens-test", "align", "instruct", "motion", "world-stage", "planning", "planning-seed1", "evaluate", "readme",
                   "qa", "pictures"]
 
 

@@ -69,6 +69,7 @@ def test_the_nan_probe_changes_what_labels_feed(records):
     """The probe is strong enough to fail: targets built from the blanked record do change."""
     blank = planning_targets(without_labels(records[1]))
     assert np.isnan(blank.ego_future).all() and np.isnan(blank.agent_future).all()
+    assert blank.next_sample_token == "LEAK" and blank.next_front_camera_path == "LEAK.jpg"  # the world target
 
 
 def test_baseline_plans_ignore_labels(records):

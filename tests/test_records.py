@@ -213,6 +213,16 @@ def test_camera_front_sensor2lidar(tiny):
     np.testing.assert_allclose(first.camera_intrinsics[0], [[50, 0, 48], [0, 50, 27], [0, 0, 1]])
 
 
+def test_next_keyframe_is_the_world_target(tiny):
+    frames = scene(tiny["train"], "scene-a")
+    for now, nxt in zip(frames, frames[1:]):
+        assert now.next_sample_token == nxt.sample_token and now.has_next_frame
+        assert now.next_front_camera_path == nxt.camera_paths[CAMERAS.index("CAM_FRONT")]
+    assert frames[1].next_front_camera_path == "samples/CAM_FRONT/scene-a-s2.jpg"
+    assert frames[-1].next_sample_token == "" and frames[-1].next_front_camera_path == ""
+    assert not frames[-1].has_next_frame
+
+
 def test_map_polylines_in_the_lidar_frame(tiny):
     first = scene(tiny["train"], "scene-a")[0]
     lines = {int(t): [] for t in range(3)}
