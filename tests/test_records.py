@@ -10,6 +10,7 @@ east is +x (right) and north is +y (forward). In scene-a at frame k the ego orig
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def test_camera_front_sensor2lidar(tiny):
 
 def test_next_keyframe_is_the_world_target(tiny):
     frames = scene(tiny["train"], "scene-a")
-    for now, nxt in zip(frames, frames[1:]):
+    for now, nxt in itertools.pairwise(frames):
         assert now.next_sample_token == nxt.sample_token and now.has_next_frame
         assert now.next_front_camera_path == nxt.camera_paths[CAMERAS.index("CAM_FRONT")]
     assert frames[1].next_front_camera_path == "samples/CAM_FRONT/scene-a-s2.jpg"

@@ -27,7 +27,7 @@ from vla_world.model.visual_tokens import (
     codes_text,
     visual_token_names,
 )
-from vla_world.model.vla import VLAModel
+from vla_world.model.vla import VLAModel, tied_copy
 from vla_world.training.config import LossConfig
 from vla_world.training.data import world_examples
 from vla_world.training.losses import segment_weights, weighted_lm_loss
@@ -81,7 +81,8 @@ def test_noisy_growth_is_mean_plus_small_noise_and_idempotent(records):
 
 
 def save(model: VLAModel, folder) -> None:
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("lm_head.weight")}
+    tied = model.base_llm.config.tie_word_embeddings
+    state = {k: v for k, v in model.state_dict().items() if not tied_copy(k, tied)}  # as the runner saves
     save_checkpoint(folder, state, extra_files=model.save_files())
 
 
@@ -247,3 +248,24 @@ def test_a_model_without_visual_tokens_refuses_to_imagine(records):
     with pytest.raises(ValueError, match="world stage"):
         imagine_codes_batch(model, [prompt.input_ids], [prompt.features])
 
+
+
+def test_a_lora_checkpoint_with_token_rows_reloads_and_plans(records, tmp_path):
+    from vla_world.inference import Planner
+
+    model = small_model(records)
+    model.grow_visual(SPEC)
+    model.apply_lora(LORA)
+    with torch.no_grad():  # as if trained: the token deltas are no longer zero
+        for name, param in model.llm.named_parameters():
+            if "trainable_tokens_delta" in name:
+                param.normal_(0, 0.1)
+    save(model, tmp_path / "lora")
+    again = VLAModel.from_folder(tmp_path / "lora")
+    assert again.lora == LORA and again.visual == SPEC
+    model.merge_lora()
+    again.merge_lora()
+    torch.testing.assert_close(embedding(again), embedding(model), rtol=0, atol=0)
+    planner = Planner.from_checkpoint(tmp_path / "lora")  # constrained decoding reads a plain output layer
+    result = planner.plan(planner_input(records[0]), fake_tokens(records[0]))
+    assert result.parse_error is None

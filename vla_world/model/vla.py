@@ -75,6 +75,12 @@ def padded_positions(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.bool(), mask.cumsum(-1) - 1, steps)
 
 
+def tied_copy(key: str, tied: bool) -> bool:
+    """Whether state-dict `key` is the output layer's copy of the tied input embeddings (not saved:
+    safetensors refuses shared tensors). Also the output side of peft's trainable token rows."""
+    return tied and "lm_head." in key
+
+
 class VLAModel(nn.Module):
     """LLM + three projectors + the tokenizer and prompt options that go with them."""
 
@@ -130,11 +136,12 @@ class VLAModel(nn.Module):
             model.apply_lora(meta["lora"])
         state, _, _ = load_checkpoint(folder)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+        missing = [k for k in missing if not tied_copy(k, llm.config.tie_word_embeddings)]
         if missing or unexpected:
             raise ValueError(f"{folder}/model.safetensors does not fit vla.json: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}")
-        model.llm.tie_weights()
+        if isinstance(model.base_llm.get_input_embeddings(), nn.Embedding):  # peft-wrapped rows stay tied by peft
+            model.llm.tie_weights()
         if visual is not None and saved is None:
             model.merge_lora()
             model.grow_visual(visual)

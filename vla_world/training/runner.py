@@ -39,7 +39,7 @@ from vla_world.checkpoint import (
 from vla_world.config import ConfigError, config_to_dict, load_config
 from vla_world.model.sequence import EncodedSample
 from vla_world.model.visual_tokens import VisualSpec
-from vla_world.model.vla import VLAModel
+from vla_world.model.vla import VLAModel, tied_copy
 from vla_world.training.config import StageConfig
 from vla_world.training.data import (
     EncodedBatches,
@@ -395,7 +395,7 @@ class StageTrainer:
         optimizer_state = full_optimizer_state(self.acc, model, self.prepared_optimizer)
         if self.acc.is_main_process:
             tied = model.base_llm.config.tie_word_embeddings  # safetensors refuses shared tensors
-            state = {k: v for k, v in weights.items() if not (tied and k.endswith("lm_head.weight"))}
+            state = {k: v for k, v in weights.items() if not tied_copy(k, tied)}
             files = model.save_files()
             files["config.yaml"] = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
             meta = {"stage": self.spec.name, "progress": vars(self.progress), "rng": rng_state(),
