@@ -2,6 +2,8 @@
 
 Stages, in order (each starts from the previous stage's checkpoint unless told otherwise):
   perception  BEV perception: detection, tracking and map heads (perception/)
+  frame_tokenizer  the world model's VQ image tokenizer on CAM_FRONT (perception/frame_tokenizer.py);
+              real presets start from a local diffusers VQModel folder: --vq PATH
   align       projectors only, on scene / agent / map captions
   instruct    projectors + LLM, on driving QA
   motion      projectors + LLM, on agent motion forecasting
@@ -22,11 +24,12 @@ import argparse
 from vla_world.training.stages import LLM_STAGES
 
 PERCEPTION_STAGES = ("perception",)
+IMAGE_STAGES = ("frame_tokenizer",)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", required=True, choices=PERCEPTION_STAGES + LLM_STAGES, help="which stage to train")
+    p.add_argument("--stage", required=True, choices=PERCEPTION_STAGES + IMAGE_STAGES + LLM_STAGES, help="which stage to train")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/perception/tiny.yaml")
     p.add_argument("--dataroot", default="data/mini_world", help="nuScenes-format dataroot (default: the mini world)")
     p.add_argument("--version", default=None, help="table folder, e.g. v1.0-trainval (default: the config's)")
@@ -34,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--init", default=None, help="checkpoint to start from (default: the previous stage's, from config)")
     p.add_argument("--llm", default=None, help="local Qwen2.5 checkpoint folder for non-tiny presets (never downloaded)")
+    p.add_argument("--vq", default=None, help="frame_tokenizer: local diffusers VQModel folder to start from "
+                   "(config.json + weights; e.g. FSDrive's for configs/frame_tokenizer/fsdrive.yaml); never downloaded")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")
@@ -54,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from perception.train import run_perception_stage
 
         run_perception_stage(args)
+    elif args.stage in IMAGE_STAGES:
+        from perception.frame_tokenizer_train import run_frame_tokenizer_stage
+
+        run_frame_tokenizer_stage(args)
     else:
         from vla_world.training.runner import run_llm_stage
 

@@ -12,6 +12,15 @@ this sample's GT occupancy, --convention) fires at that step, and the map, GT bo
 trajectories projected onto CAM_FRONT on the road surface.
 The title carries the command, the speed and, per prediction, L2 at 1/2/3 s (UniAD, "at t").
 Files: <out>/<scene>/<frame>_<token>.png and, with --gif, <out>/<scene>.gif (2 frames per s).
+
+World mode (issue 10): with --world-codes (imagined next-frame codes keyed by the current sample,
+e.g. outputs/world/imagined_codes.safetensors from tools/eval_world.py) each PNG shows the current
+CAM_FRONT | the imagined next frame (decoded by --tokenizer) | the true next CAM_FRONT, all at the
+tokenizer's input size, titled with the code accuracy and PSNR of the imagined frame:
+    python tools/visualize.py --split test --world-codes outputs/world/imagined_codes.safetensors \
+        --tokenizer checkpoints/frame_tokenizer/last --samples 8 --gif --out outputs/world/pictures
+Files: <out>/<scene>/<frame>_<token>_world.png and, with --gif, <out>/<scene>_world.gif over the
+drawn frames of each scene.
 """
 
 from __future__ import annotations
@@ -72,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=FigureOptions.dpi, help="picture resolution (default: 110)")
     p.add_argument("--convention", default="uniad", choices=CONVENTIONS,
                    help="whose occupancy and box test mark collisions (default: uniad; docs/metrics.md)")
+    world = p.add_argument_group("world mode (current | imagined | true next frame)")
+    world.add_argument("--world-codes", default=None,
+                       help="frame-code cache of imagined next-frame codes keyed by the current sample token")
+    world.add_argument("--tokenizer", default="checkpoints/frame_tokenizer/last",
+                       help="frame tokenizer that decodes them (default checkpoints/frame_tokenizer/last)")
     return p
 
 
@@ -210,6 +224,52 @@ def render(records: list[SampleRecord], dataroot: Path, layers: list[PredictionL
     return written
 
 
+# ----------------------------------------------------------------------------- world mode
+
+
+def world_figure(record: SampleRecord, panels: list[np.ndarray], accuracy: float, psnr_db: float, dpi: int) -> Figure:
+    """Current | imagined | true next CAM_FRONT of one keyframe, titled with the imagined frame's scores."""
+    fig = Figure(figsize=(11.0, 2.9), dpi=dpi, layout="constrained")
+    titles = ["current (t)", f"imagined (t + 0.5 s): codes {accuracy:.0%} right, PSNR {psnr_db:.1f} dB", "true next (t + 0.5 s)"]
+    for ax, image, title in zip(fig.subplots(1, 3), panels, titles):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"{record.scene_name}  frame {record.frame_index}  ({record.sample_token})", fontsize=10)
+    return fig
+
+
+def render_world(records: list[SampleRecord], split: list[SampleRecord], dataroot: Path, codes_path: Path,
+                 tokenizer_path: Path, out: Path, gif: bool, dpi: int) -> list[Path]:
+    """One world PNG per record that has a next keyframe and imagined codes (+ a GIF per scene)."""
+    from perception.frame_codes import load_frame_codes
+    from perception.frame_tokenizer import FrameTokenizer
+    from perception.world_eval import gather_frames
+
+    tokenizer = FrameTokenizer.load(tokenizer_path)
+    codes, meta = load_frame_codes(codes_path)
+    if meta.tokenizer_fingerprint != tokenizer.fingerprint():
+        raise ValueError(f"{codes_path}: codes of frame tokenizer {meta.tokenizer_fingerprint}, not {tokenizer_path}'s "
+                         f"{tokenizer.fingerprint()}; pass the tokenizer that made them")
+    frames, _ = gather_frames(tokenizer, records, dataroot, codes, pool=split)
+    imagined = frames.decoded(tokenizer, "imagined")
+    by_token = {r.sample_token: r for r in records}
+    written, by_scene = [], defaultdict(list)
+    for i, token in enumerate(tqdm(frames.tokens, desc="drawing imagined frames", unit="sample")):
+        record = by_token[token]
+        accuracy = float((frames.imagined_codes[i] == frames.next_codes[i]).mean())
+        error = float(np.mean((imagined[i].astype(float) - frames.next[i].astype(float)) ** 2))
+        psnr_db = 10 * np.log10(255.0**2 / max(error, 1e-12))
+        path = frame_path(out, record).with_name(f"{record.frame_index:03d}_{token}_world.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        world_figure(record, [frames.current[i], imagined[i], frames.next[i]], accuracy, psnr_db, dpi).savefig(path)
+        written.append(path)
+        by_scene[record.scene_name].append(path)
+    if gif:
+        written += [write_gif(paths, out / f"{scene}_world.gif") for scene, paths in by_scene.items()]
+    return written
+
+
 def warn_missing(layers: list[PredictionLayer], records: list[SampleRecord]) -> None:
     """Say how many drawn samples a layer had no trajectory for (they are drawn GT-only, titled)."""
     for layer in layers:
@@ -221,10 +281,18 @@ def warn_missing(layers: list[PredictionLayer], records: list[SampleRecord]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    records = select_records(load_records(args.dataroot, version=args.version, split=args.split),
-                             args.samples, args.tokens)
+    split = load_records(args.dataroot, version=args.version, split=args.split)
+    records = select_records(split, args.samples, args.tokens)
     if not records:
         raise SystemExit(f"{args.dataroot}: split {args.split!r} has no samples to draw")
+    if args.world_codes:
+        try:
+            written = render_world(records, split, Path(args.dataroot), Path(args.world_codes), Path(args.tokenizer),
+                                   Path(args.out), args.gif, args.dpi)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        print(f"wrote {len(written)} files under {args.out} (e.g. {written[0]})")
+        return 0
     options = FigureOptions(camera=args.camera, convention=args.convention, dpi=args.dpi)
     try:  # input problems end with the message that names the file and the fix, not a traceback
         layers = [p for p in (load_layer(args.pred, PRED_STYLE), load_layer(args.pred2, PRED2_STYLE)) if p]
