@@ -35,7 +35,8 @@ def chain(mini_world, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("checkpoints")
     frames = random_frame_codes(mini_world, tmp_path_factory.mktemp("frames"))
     for stage in STAGES:
-        train(stage, mini_world, ckpt, *(("--set", f"data.frame_codes={frames}") if stage == "world" else ()))
+        world = ("--set", f"data.frame_codes={frames}", "--set", "data.world_current_frame=true")
+        train(stage, mini_world, ckpt, *(world if stage == "world" else ()))
     return mini_world, ckpt
 
 

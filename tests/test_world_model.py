@@ -240,6 +240,9 @@ def test_world_examples_answer_the_next_frame_and_skip_scene_ends(records):
     assert examples[0].question == WORLD_QUESTION
     with pytest.raises(KeyError, match="export_frame_codes"):
         world_examples(chained, {"tok1": np.array([1, 2])})
+    shown, _ = world_examples(chained, codes, current_frame=True)  # the current frame is an input, the next a target
+    assert shown[0].question == f"Front camera now: <visual><vis_9><vis_9></visual>\n{WORLD_QUESTION}"
+    assert shown[0].answer == examples[0].answer
 
 
 def test_a_model_without_visual_tokens_refuses_to_imagine(records):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from vla_world.model.sequence import WORLD_QUESTION
+
 VISUAL_START = "<visual>"
 VISUAL_END = "</visual>"
 
@@ -83,6 +85,14 @@ def visual_ids(tokenizer: PreTrainedTokenizerFast, spec: VisualSpec) -> VisualId
 def codes_text(codes) -> str:
     """The answer text of one frame: `<visual>` + one token per code + `</visual>`."""
     return VISUAL_START + "".join(code_token(int(c)) for c in codes) + VISUAL_END
+
+
+def world_question(current_codes=None) -> str:
+    """The world stage's question; with `current_codes` (the codes of NOW's CAM_FRONT, an input) it
+    shows the current frame first, as FSDrive's pretraining shows the current image."""
+    if current_codes is None:
+        return WORLD_QUESTION
+    return f"Front camera now: {codes_text(current_codes)}\n{WORLD_QUESTION}"
 
 
 def register_visual_tokens(tokenizer: PreTrainedTokenizerFast, codebook_size: int) -> list[int]:

@@ -60,6 +60,9 @@ class DataConfig:
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
     # world stage: folder of the frame-code caches <frame_codes>/<split>.safetensors (tools/export_frame_codes.py)
     frame_codes: str = "cache/frames"
+    # world stage: show the current CAM_FRONT's codes in the question (an input: the camera image of now);
+    # without them the LLM must imagine the next frame from perception tokens alone
+    world_current_frame: bool = False
     qa: StageDataConfig = field(default_factory=StageDataConfig)  # QA stages: the question builders' settings
 
     def validate(self) -> None:

@@ -28,13 +28,12 @@ from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
     PLANNING_QUESTION,
-    WORLD_QUESTION,
     EncodedSample,
     FocusNotDetected,
     SequenceBuilder,
     collate,
 )
-from vla_world.model.visual_tokens import codes_text
+from vla_world.model.visual_tokens import codes_text, world_question
 from vla_world.qa import StageDataConfig, build_stage_examples
 from vla_world.training.config import DataConfig
 
@@ -60,16 +59,18 @@ def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
             for r in records if bool(np.all(r.ego_future_mask))]
 
 
-def world_examples(records: list[SampleRecord], codes: dict[str, np.ndarray]) -> tuple[list[TrainingExample], int]:
-    """The world stage's examples: the usual prompt, WORLD_QUESTION, and the next keyframe's CAM_FRONT
-    codes as a `<visual>` block; returns them and how many samples were left out (no next keyframe)."""
+def world_examples(records: list[SampleRecord], codes: dict[str, np.ndarray],
+                   current_frame: bool = False) -> tuple[list[TrainingExample], int]:
+    """The world stage's examples: the usual prompt, WORLD_QUESTION (after the current frame's own codes
+    with `current_frame`), and the next keyframe's CAM_FRONT codes as a `<visual>` block; returns them
+    and how many samples were left out (no next keyframe)."""
     kept = [r for r in records if r.has_next_frame]
     missing = [r.next_sample_token for r in kept if r.next_sample_token not in codes]
     if missing:
         raise KeyError(f"frame-code cache: no codes for next keyframe {missing[0]} ({len(missing)} missing); "
                        "re-run tools/export_frame_codes.py for this dataroot and split")
-    examples = [TrainingExample(r.sample_token, WORLD_QUESTION, codes_text(codes[r.next_sample_token]), kind="world")
-                for r in kept]
+    examples = [TrainingExample(r.sample_token, world_question(codes[r.sample_token] if current_frame else None),
+                                codes_text(codes[r.next_sample_token]), kind="world") for r in kept]
     return examples, len(records) - len(kept)
 
 

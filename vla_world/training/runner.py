@@ -193,7 +193,7 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
 def world_stage_examples(cfg: StageConfig, records: list) -> tuple[list, VisualSpec]:
     """The world stage's examples and the frame-code vocabulary they need; logs the samples left out."""
     codes, meta = load_world_codes(cfg.data, cfg.data.split)
-    examples, skipped = world_examples(records, codes)
+    examples, skipped = world_examples(records, codes, cfg.data.world_current_frame)
     log.info("world: %d of %d samples have no next keyframe (scene ends): left out of this stage; frame codes "
              "%s/%s.safetensors (codebook %d, %d codes per frame)", skipped, len(records), cfg.data.frame_codes,
              cfg.data.split, meta.codebook_size, meta.codes_per_frame)
