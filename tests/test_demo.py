@@ -11,7 +11,7 @@ from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
                   "tokens-test", "frame_tokenizer", "frame-codes-train", "frame-codes-val", "frame-codes-test",
-                  "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "world-eval",
+                  "align", "instruct", "motion", "world-stage", "planning", "planning-seed1", "evaluate", "world-eval",
                   "world-pictures", "readme", "qa", "pictures"]
 
 

@@ -10,6 +10,7 @@ east is +x (right) and north is +y (forward). In scene-a at frame k the ego orig
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import subprocess
 import sys
@@ -211,6 +212,16 @@ def test_camera_front_sensor2lidar(tiny):
     assert first.camera_paths[0] == "samples/CAM_FRONT/scene-a-s0.jpg"
     np.testing.assert_array_equal(first.camera_image_size, [[96, 54]] * 6)
     np.testing.assert_allclose(first.camera_intrinsics[0], [[50, 0, 48], [0, 50, 27], [0, 0, 1]])
+
+
+def test_next_keyframe_is_the_world_target(tiny):
+    frames = scene(tiny["train"], "scene-a")
+    for now, nxt in itertools.pairwise(frames):
+        assert now.next_sample_token == nxt.sample_token and now.has_next_frame
+        assert now.next_front_camera_path == nxt.camera_paths[CAMERAS.index("CAM_FRONT")]
+    assert frames[1].next_front_camera_path == "samples/CAM_FRONT/scene-a-s2.jpg"
+    assert frames[-1].next_sample_token == "" and frames[-1].next_front_camera_path == ""
+    assert not frames[-1].has_next_frame
 
 
 def test_map_polylines_in_the_lidar_frame(tiny):

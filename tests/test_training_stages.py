@@ -22,7 +22,7 @@ def model():
 
 
 @pytest.mark.parametrize("stage,projectors,llm", [("align", True, False), ("instruct", True, True),
-                                                  ("motion", True, True), ("planning", True, True)])
+                                                  ("motion", True, True), ("world", True, True), ("planning", True, True)])
 def test_freeze_set_per_stage(model, stage, projectors, llm):
     counts = set_trainable(model, stage_spec(stage))
     assert all(p.requires_grad == projectors for p in model.projectors.parameters())
@@ -59,8 +59,9 @@ def test_only_planning_trains_perception_and_only_online():
 
 
 def test_stage_chain_starts_from_previous():
-    order = ("align", "instruct", "motion", "planning")
-    assert [STAGES[s].previous for s in order] == [None, "align", "instruct", "motion"]
+    order = ("align", "instruct", "motion", "world", "planning")
+    assert [STAGES[s].previous for s in order] == [None, "align", "instruct", "motion", "world"]
+    assert tuple(STAGES) == order  # the one training order (tools/train.py, the demo)
 
 
 def test_learning_rate_warmup_then_cosine():
@@ -77,7 +78,7 @@ def test_data_order_is_a_function_of_seed_and_epoch():
     assert [len(b) for b in batches] == [4, 4, 2] and sorted(int(i) for b in batches for i in b) == list(range(10))
 
 
-@pytest.mark.parametrize("stage", ["align", "instruct", "motion", "planning"])
+@pytest.mark.parametrize("stage", ["align", "instruct", "motion", "world", "planning"])
 def test_shipped_configs_load(stage):
     for size in ("tiny", "qwen2.5-0.5b", "qwen2.5-3b", "qwen2.5-7b"):
         cfg = load_config(f"configs/{stage}/{size}.yaml", StageConfig)

@@ -11,10 +11,13 @@ exactly what a user would type):
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
   frame_tokenizer  train the world model's tiny VQ frame tokenizer on train CAM_FRONT images
   frame-codes export each split's CAM_FRONT codes (cache/frames/<split>.safetensors)
-  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size; align to motion
-              read the exported tokens, planning fine-tunes the perception with the LLM on the
+  align, instruct, motion, world-stage, planning   the supervised LLM stages at `tiny` size; align to
+              world read the exported tokens, planning fine-tunes the perception with the LLM on the
               camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only).
-              `--seeds 0 1 2` trains the planning stage once per seed (from the same motion checkpoint)
+              world-stage is the `world` stage (next-frame codes; named apart from the mini-world step);
+              it is skipped, with a line saying so, when <cache>/frames/train.safetensors is missing,
+              and planning then starts from motion.
+              `--seeds 0 1 2` trains the planning stage once per seed (from the same start checkpoint)
   evaluate    every convention's table for all methods on the held-out test split -> outputs/eval
               (+ --results-md), learned rows as mean +- std over their seeds
   readme      the README's results table, rewritten from this run's outputs/eval/metrics.json
@@ -39,6 +42,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +62,10 @@ class Step:
     skip_if: Path | None = None  # the step's product; present -> skip
     keep_if: Path | None = None  # with --keep: a finished training run's state; present -> skip
     needs: Path | None = None  # an input made by an optional earlier step; absent -> skip, saying so
+    late_args: Callable[[], tuple[str, ...]] | None = None  # arguments decided when the step starts
+
+    def argv(self) -> list[str]:
+        return self.command + list(self.late_args() if self.late_args else ())
 
 
 @dataclass(frozen=True)
@@ -133,12 +141,17 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     for stage in LLM_STAGES:
         for seed in (a.seeds if stage == "planning" else [0]):
             out = planning_out(ck, seed) if stage == "planning" else ck / stage
-            source = planning_tokens(a, ck) if stage == "planning" else ()
-            name = stage if seed == 0 else f"{stage}-seed{seed}"
+            source = planning_tokens(a, ck) if stage == "planning" else world_frames(a) if stage == "world" else ()
+            name = WORLD_STEP if stage == "world" else stage if seed == 0 else f"{stage}-seed{seed}"
             seeded = ("--set", f"train.seed={seed}") if stage == "planning" else ()
-            steps.append(trained(Step(name, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
-                                                 "--set", f"data.token_cache={token_dir}", *seeded, *source,
-                                                 *scale.llm, "--dataroot", data, "--out", str(out))), out))
+            step = trained(Step(name, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
+                                           "--set", f"data.token_cache={token_dir}", *seeded, *source,
+                                           *scale.llm, "--dataroot", data, "--out", str(out))), out)
+            if stage == "world":
+                step.needs = Path(a.cache) / "frames" / "train.safetensors"
+            if stage == "planning":
+                step.late_args = lambda: planning_start(ck)
+            steps.append(step)
     return steps
 
 
@@ -169,6 +182,19 @@ def world_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
                                            "--gif", "--out", str(out / "pictures")))
     pictures.needs = ck / "world" / "last"
     return [evaluate, pictures]
+
+
+WORLD_STEP = "world-stage"  # the `world` LLM stage; "world" is the demo's mini-world step
+
+
+def world_frames(a: argparse.Namespace) -> tuple[str, ...]:
+    return ("--set", f"data.frame_codes={Path(a.cache) / 'frames'}")
+
+
+def planning_start(ck: Path) -> tuple[str, ...]:
+    """Planning starts from the world stage when it ran (its frame-code cache existed), else from motion."""
+    world = ck / "world" / "last"
+    return ("--init", str(world if (world / "state.json").is_file() else ck / "motion" / "last"))
 
 
 def trained(step: Step, out: Path) -> Step:
@@ -243,7 +269,8 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
 
 def run_step(step: Step, keep: bool) -> float:
     if step.needs is not None and not step.needs.exists():
-        print(f"\n=== {step.name}: skipped, {step.needs} does not exist (train that stage first)", flush=True)
+        print(f"\n=== {step.name}: skipped, {step.needs} does not exist (the earlier step that makes it did not run)",
+              flush=True)
         return 0.0
     if step.skip_if is not None and step.skip_if.exists():
         print(f"\n=== {step.name}: already there ({step.skip_if}), skipped", flush=True)
@@ -251,9 +278,9 @@ def run_step(step: Step, keep: bool) -> float:
     if keep and step.keep_if is not None and step.keep_if.exists():
         print(f"\n=== {step.name}: kept the finished run ({step.keep_if.parent}), --keep", flush=True)
         return 0.0
-    print(f"\n=== {step.name}: {' '.join(step.command[1:])}", flush=True)
+    print(f"\n=== {step.name}: {' '.join(step.argv()[1:])}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(step.command, cwd=ROOT, check=False)
+    result = subprocess.run(step.argv(), cwd=ROOT, check=False)
     if result.returncode != 0:
         raise SystemExit(f"demo step '{step.name}' failed (exit {result.returncode}); the command above reproduces it")
     return time.perf_counter() - start
@@ -275,10 +302,10 @@ def run_steps(batch: list[Step], keep: bool) -> dict[str, float]:
     todo = [s for s in batch if not (keep and s.keep_if is not None and s.keep_if.exists())]
     print(f"\n=== {', '.join(s.name for s in todo)}: side by side", flush=True)
     start = time.perf_counter()
-    running = [(s, subprocess.Popen(s.command, cwd=ROOT)) for s in todo]
+    running = [(s, subprocess.Popen(s.argv(), cwd=ROOT)) for s in todo]
     for step, proc in running:
         if proc.wait() != 0:
-            raise SystemExit(f"demo step '{step.name}' failed (exit {proc.returncode}): {' '.join(step.command[1:])}")
+            raise SystemExit(f"demo step '{step.name}' failed (exit {proc.returncode}): {' '.join(step.argv()[1:])}")
     seconds = round(time.perf_counter() - start, 1)
     return {s.name: (seconds if s in todo else 0.0) for s in batch}
 

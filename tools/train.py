@@ -7,6 +7,8 @@ Stages, in order (each starts from the previous stage's checkpoint unless told o
   align       projectors only, on scene / agent / map captions
   instruct    projectors + LLM, on driving QA
   motion      projectors + LLM, on agent motion forecasting
+  world       projectors + LLM (+ new visual token rows), on the next keyframe's CAM_FRONT codes
+              (`data.frame_codes`: tools/export_frame_codes.py's cache; docs/model.md)
   planning    everything but the camera backbone, on the ego trajectory (perception runs in the
               graph on frozen camera features: data.token_source online, the tiny default)
 

@@ -76,7 +76,9 @@ class Planner:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Planner:
-        return cls(VLAModel.from_folder(path), **kwargs)
+        model = VLAModel.from_folder(path)
+        model.merge_lora()  # constrained decoding reads a plain output layer (peft wraps it for new token rows)
+        return cls(model, **kwargs)
 
     def plan(self, inp: PlannerInput, tokens: PerceptionTokens) -> PlanResult:
         return to_plan_result(self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)])[0])

@@ -47,7 +47,8 @@ from vla_world.checkpoint import (
 from vla_world.config import ConfigError, config_to_dict, load_config
 from vla_world.data.fingerprint import check_data_identity, data_identity
 from vla_world.model.sequence import EncodedSample
-from vla_world.model.vla import VLAModel
+from vla_world.model.visual_tokens import VisualSpec
+from vla_world.model.vla import VLAModel, tied_copy
 from vla_world.training.config import StageConfig
 from vla_world.training.data import (
     EncodedBatches,
@@ -55,8 +56,10 @@ from vla_world.training.data import (
     global_batches,
     kinematic_copy_records,
     load_stage_tokens,
+    load_world_codes,
     planning_examples,
     stage_examples,
+    world_examples,
 )
 from vla_world.training.distributed import (
     fill_deepspeed_batch_keys,
@@ -65,6 +68,7 @@ from vla_world.training.distributed import (
     load_full_state,
     make_accelerator,
 )
+from vla_world.training.losses import weighted_lm_loss
 from vla_world.training.model_setup import (
     log_parameter_counts,
     perception_status,
@@ -168,7 +172,11 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
 
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)
     tokens, online = stage_tokens(cfg, records, args.dataroot, init)
-    examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa)
+    visual = None
+    if spec.examples == "world":
+        examples, visual = world_stage_examples(cfg, records)
+    else:
+        examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
         examples = [examples[i] for i in keep]
@@ -177,7 +185,7 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
         examples += planning_examples(pseudo)
         records = records + pseudo
         log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
-    model = model_builder(records, tokens)
+    model = model_builder(records, tokens, visual)
     if cfg.data.pack_questions and online is None:
         samples = packed_samples(cfg, spec, model, examples, records, tokens)
     else:  # encoded once even online: checks every sequence fits max_length and logs dropped examples early
@@ -189,6 +197,16 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
     if online is None:
         return StageData(model, EncodedBatches(samples, model.pad_id))
     return StageData(model, online_batches(model, online, examples, samples, records, cfg.data.max_length), online)
+
+
+def world_stage_examples(cfg: StageConfig, records: list) -> tuple[list, VisualSpec]:
+    """The world stage's examples and the frame-code vocabulary they need; logs the samples left out."""
+    codes, meta = load_world_codes(cfg.data, cfg.data.split)
+    examples, skipped = world_examples(records, codes, cfg.data.world_current_frame)
+    log.info("world: %d of %d samples have no next keyframe (scene ends): left out of this stage; frame codes "
+             "%s/%s.safetensors (codebook %d, %d codes per frame)", skipped, len(records), cfg.data.frame_codes,
+             cfg.data.split, meta.codebook_size, meta.codes_per_frame)
+    return examples, VisualSpec(meta.codebook_size, meta.codes_per_frame)
 
 
 def online_batches(model: VLAModel, online: OnlinePerception, examples: list, samples: list[EncodedSample],
@@ -250,7 +268,8 @@ def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, 
         raise CheckpointError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
     init = resume_dir or resolve_init(cfg, spec, out, args.init)
     torch.manual_seed(cfg.train.seed)
-    data = prepare_data(cfg, spec, args, init, lambda recs, toks: start_model(cfg, spec, init, args.llm, recs, toks))
+    data = prepare_data(cfg, spec, args, init,
+                        lambda recs, toks, visual: start_model(cfg, spec, init, args.llm, recs, toks, visual))
     counts = set_trainable(data.model, spec)
     if data.online is not None:
         counts = {**data.online.set_trainable(), **counts}
@@ -291,6 +310,7 @@ class StageTrainer:
         self.perception_loss: float | None = None  # last weighted perception loss (online), for the log
         self.last_save = time.monotonic()
         self.data: dict = {}  # data_identity of the dataroot (run_llm_stage sets it): saved as the data reference
+        self.code_ids = model.visual_ids.codes if model.visual is not None else None  # the loss's visual segment
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
@@ -445,14 +465,18 @@ class StageTrainer:
     def micro_step(self, model, batch: dict, weight: float, parts: int) -> tuple[torch.Tensor, int]:
         """Forward + backward of one micro-batch with its loss weight; returns (its mean loss, its tokens)."""
         device = self.acc.device
+        labels = batch["labels"].to(device)
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    features=batch["features"], labels=batch["labels"].to(device))
-        total = out.loss * weight
+                    features=batch["features"], labels=None if self.code_ids is not None else labels)
+        # a model with visual tokens: per-segment weights (config `loss`, vla_world/training/losses.py)
+        lm_loss = out.loss if self.code_ids is None else weighted_lm_loss(out.logits, labels, self.code_ids,
+                                                                           self.cfg.loss)
+        total = lm_loss * weight
         if "perception_loss" in batch:  # online: the perception stage's loss keeps the heads detecting (config.py)
             self.perception_loss = float(batch["perception_loss"].detach())
             total = total + batch["perception_loss"] / parts
         self.acc.backward(total)
-        return out.loss.detach().cpu(), int(batch["attention_mask"].sum())
+        return lm_loss.detach().cpu(), int(batch["attention_mask"].sum())
 
     def check_ranks_agree(self) -> None:
         if self.world == 1:
@@ -473,7 +497,7 @@ class StageTrainer:
         if self.acc.is_main_process:
             log.info("saving %s (step %d)", folder, self.progress.step)  # kept in the log a resume cuts back to
             tied = model.base_llm.config.tie_word_embeddings  # safetensors refuses shared tensors
-            state = {k: v for k, v in weights.items() if not (tied and k.endswith("lm_head.weight"))}
+            state = {k: v for k, v in weights.items() if not tied_copy(k, tied)}
             files = model.save_files()
             files["config.yaml"] = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
             meta = {"stage": self.spec.name, "progress": vars(self.progress), "rng": rng_state(),
