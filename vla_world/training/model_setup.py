@@ -10,6 +10,7 @@ A fresh `tiny` model trains its BPE tokenizer on every stage's example text plus
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from perception.tokens import PerceptionTokens
@@ -82,6 +83,11 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
     else:
         model = VLAModel.from_folder(init)
         log.info("start: %s", init)
+        grown = model.grow_vocabulary()
+        if grown:
+            log.info("vocabulary: %d new special tokens (answer block tags) get embedding rows", grown)
+    if spec.examples == "planning":  # the answer form is the planning stage's; the model carries it on
+        model.prompt = replace(model.prompt, answer_blocks=cfg.data.answer.blocks())
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
