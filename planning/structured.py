@@ -39,8 +39,8 @@ The answer, blocks in this order, each one optional by `AnswerConfig` except `<a
   * answer: the trajectory exactly as `planning.codec.format_trajectory` writes it.
 
 Reading: `parse_answer(text)` never raises; it returns every block in order (or why the text is
-not a well-formed sequence of blocks) and the trajectory parsed from `<answer>` (or from the
-plain answer when the text holds no block).
+not a well-formed sequence of blocks) and the trajectory as the codec reads it (inside
+`<answer>` when there is one, else the plain answer).
 """
 
 from __future__ import annotations
@@ -290,16 +290,19 @@ def parse_blocks(text: str, expected: tuple[str, ...] | None = None) -> tuple[di
 def parse_answer(text: str, expected: tuple[str, ...] | None = None) -> ParsedAnswer:
     """Blocks and trajectory of a planner's answer, structured or plain; never raises.
 
-    A text starting with a block tag is read as structured (`parse_blocks`; the trajectory comes
-    from `<answer>`); any other text is a plain answer (`planning.codec.parse_trajectory`).
+    A text starting with a block tag is read as structured (`parse_blocks`); any other text is a
+    plain answer (no blocks, no block error). The trajectory is always the codec's reading
+    (`planning.codec.parse_trajectory`, which reads only inside `<answer>` when there is one), so
+    a structured and a plain answer are scored by the same rule, and a block error is reported
+    beside the trajectory, not instead of it (the evaluator's failure policy is the codec's).
     """
+    trajectory = parse_trajectory(text)
     if not isinstance(text, str):
-        return ParsedAnswer(error=f"expected text, got {type(text).__name__}",
-                            trajectory=parse_trajectory(text))
+        return ParsedAnswer(error=f"expected text, got {type(text).__name__}", trajectory=trajectory)
     opening = _OPEN.match(text.lstrip())
     if not opening or opening.group(1) not in BLOCKS:
-        return ParsedAnswer(trajectory=parse_trajectory(text))
+        return ParsedAnswer(trajectory=trajectory)
     blocks, error = parse_blocks(text, expected)
-    if "answer" not in blocks:
-        return ParsedAnswer(blocks, error or "no <answer> block", ParsedTrajectory(None, "no <answer> block"))
-    return ParsedAnswer(blocks, error, parse_trajectory(blocks["answer"]))
+    if error is None and "answer" not in blocks:
+        error = "no <answer> block"
+    return ParsedAnswer(blocks, error, trajectory)
