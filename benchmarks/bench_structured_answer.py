@@ -109,8 +109,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model, prompts, answers = build(args.samples)
     typical = block_lengths(model, answers)
-    vocabs = {"structured, at the caps": StructuredVocab(model),
-              "structured, training length": StructuredVocab(model, typical)}
+    vocabs = {"structured, at the caps": StructuredVocab(model.tokenizer, model.eos_id),
+              "structured, training length": StructuredVocab(model.tokenizer, model.eos_id, typical)}
     print(f"training answers' free-text blocks: {typical} tokens on average; caps {TEXT_CAPS}")
 
     def plain(prompt):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from planning.structured import ACTIONS, TAG_TOKENS
 from vla_world.constrained import (
@@ -37,8 +38,8 @@ from vla_world.constrained import (
     TemplateVocab,
     _Stepper,
     packed_attention,
-    template_vocab,
 )
+from vla_world.constrained import _vocab_for as _template_vocab_for
 from vla_world.model.vla import Features, VLAModel
 
 # Most tokens a free-text block may take before its closing tag is forced (the training answers of
@@ -54,10 +55,9 @@ assert BETWEEN_XY in ANSWER.pieces and BETWEEN_POINTS in ANSWER.pieces
 class StructuredVocab:
     """The token sets of the structured answer for one tokenizer: free text, tags, action phrases, numbers."""
 
-    def __init__(self, model: VLAModel, caps: dict[str, int] | None = None):
-        tokenizer = model.tokenizer
-        self.numbers: TemplateVocab = template_vocab(model)
-        self.eos_id = model.eos_id
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, eos_id: int, caps: dict[str, int] | None = None):
+        self.numbers: TemplateVocab = _template_vocab_for(tokenizer, eos_id)
+        self.eos_id = eos_id
         self.caps = dict(TEXT_CAPS, **(caps or {}))
         vocab = tokenizer.get_vocab()
         missing = [t for t in TAG_TOKENS if t not in vocab]
@@ -68,7 +68,9 @@ class StructuredVocab:
         special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
         ids = sorted(i for i in vocab.values() if i not in special)
         texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
-        self.text_ids = [i for i, t in zip(ids, texts) if t and "<" not in t and ">" not in t]
+        text_ids = [i for i, t in zip(ids, texts) if t and "<" not in t and ">" not in t]
+        # free text: the ordinary tokens + the block's closing tag (one tensor per block, built once)
+        self.free = {b: torch.tensor(text_ids + [self.tag[f"</{b}>"]]) for b in FREE_TEXT}
         self.phrases = [tuple(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ACTIONS]
 
     def phrase_options(self, prefix: tuple[int, ...]) -> list[int]:
@@ -80,8 +82,13 @@ class StructuredVocab:
 
 
 @lru_cache(maxsize=8)
-def _vocab_for(model: VLAModel) -> StructuredVocab:
-    return StructuredVocab(model)
+def _vocab_for(tokenizer: PreTrainedTokenizerBase, eos_id: int) -> StructuredVocab:
+    return StructuredVocab(tokenizer, eos_id)
+
+
+def structured_vocab(model: VLAModel) -> StructuredVocab:
+    """The model's `StructuredVocab`, built once per tokenizer."""
+    return _vocab_for(model.tokenizer, model.eos_id)
 
 
 @dataclass
@@ -145,7 +152,7 @@ def _options(row: _Row, vocab: StructuredVocab) -> tuple[list[int], list]:
     if block in CHOICE:
         options = vocab.phrase_options(row.state)
         return options, options
-    return vocab.text_ids + [vocab.tag[f"</{block}>"]], []
+    return vocab.free[block], []
 
 
 def _take(row: _Row, chosen: int, after, vocab: StructuredVocab) -> list[int]:
@@ -172,7 +179,7 @@ def structured_generate_ids(model: VLAModel, prompts: list[list[int]], features:
     blocks = tuple(blocks or model.prompt.answer_blocks)
     if not blocks or blocks[-1] != "answer":
         raise ValueError(f"structured decoding needs answer blocks ending with 'answer', got {blocks!r}")
-    vocab = vocab or _vocab_for(model)
+    vocab = vocab or structured_vocab(model)
     with packed_attention(model.base_llm):
         rows = _decode(model, prompts, features, blocks, vocab)
     return [row.ids[:-1] if row.ids and row.ids[-1] == vocab.eos_id else row.ids for row in rows]
@@ -197,8 +204,9 @@ def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features],
 
 def _choose(row: _Row, logits: torch.Tensor, vocab: StructuredVocab) -> list[int]:
     options, after = _options(row, vocab)
-    best = int(torch.argmax(logits[torch.tensor(options, device=logits.device)]))
-    chosen = options[best]
+    index = options if isinstance(options, torch.Tensor) else torch.tensor(options)
+    best = int(torch.argmax(logits[index.to(logits.device)]))
+    chosen = int(index[best])
     forced = _take(row, chosen, after[best] if after else None, vocab)
     row.ids += [chosen] + forced
     return [] if row.done else [chosen] + forced
