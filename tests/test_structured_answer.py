@@ -270,3 +270,19 @@ def test_grow_vocabulary_gives_new_tags_mean_rows(records):
     assert weight.shape[0] == len(model.tokenizer)
     torch.testing.assert_close(weight[-1], weight[:rows].mean(0))
     assert model.grow_vocabulary() == 0
+
+
+def test_stage_config_flags():
+    from tool_helpers import ROOT
+
+    from vla_world.config import ConfigError, load_config
+    from vla_world.training.config import StageConfig
+
+    path = ROOT / "configs/planning/tiny.yaml"
+    assert load_config(path, StageConfig).data.answer.blocks() == ()
+    cfg = load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.think": False})
+    assert cfg.data.answer.blocks() == ("perception", "prediction", "action", "answer")
+    with pytest.raises(ConfigError, match="visual"):
+        load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.visual": True})
+    with pytest.raises(ConfigError, match="high_risk_m"):
+        load_config(path, StageConfig, overrides={"data.answer.high_risk_m": 9.0})
