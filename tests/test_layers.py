@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = ("vla_world.data.records", "vla_world.data.planner_input", "vla_world.data.targets",
-          "planning.codec", "planning.metrics", "planning.rewards", "planning.easyr1_reward")
+          "planning.codec", "planning.metrics", "planning.rewards", "planning.easyr1_reward", "planning.structured")
 HEAVY = ("torch", "transformers", "nuscenes", "scipy", "shapely", "cv2")
 
 

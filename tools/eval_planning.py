@@ -16,7 +16,9 @@ source each checkpoint was trained with; --tokens oracle|FILE picks another (ora
 " (oracle tokens)" in their name). A checkpoint trained on oracle tokens is refused unless
 --tokens oracle. Answers are decoded template-constrained (every answer parses to 6 waypoints
 within the bound, so their Failed count is 0 by construction) unless --decoding greedy; each run's
-provenance line says which.
+provenance line says which. A checkpoint trained with the structured answer (data.answer.structured)
+is decoded block by block and scored on the trajectory inside its <answer> block, in the same
+table as plain answers; its provenance line counts the answers whose blocks are malformed.
 
 Writes report.md, metrics.json and metrics.csv under --out and prints the tables; --results-md
 docs/results.md also writes the project's headline results page. Every output records the split,
@@ -175,12 +177,29 @@ def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: s
         except (ValueError, FileNotFoundError) as exc:  # CheckpointError, DataMismatchError are ValueErrors
             raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
         meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
-                "split": split, "decoding": decoding, **data_identity(dataroot, version)}
+                "split": split, "decoding": decoding + answer_form(texts.values()),
+                 **data_identity(dataroot, version)}
         save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
         preds = predictions_from_texts(texts, meta=meta)
         preds.source = str(save_to)
         runs.append(preds)
     return runs
+
+
+def answer_form(texts) -> str:
+    """", structured answers: N of M with malformed blocks" (planning.structured.parse_answer), or "" for plain ones.
+
+    Structured and plain answers share one table: both are scored on the trajectory the codec reads
+    (inside `<answer>`); this note says how many structured answers broke their block structure.
+    """
+    from planning.structured import parse_answer
+
+    parsed = [parse_answer(t) for t in texts]
+    structured = [p for p in parsed if p.structured]
+    if not structured:
+        return ""
+    broken = sum(p.error is not None for p in structured)
+    return f", structured answers: {broken} of {len(structured)} with malformed blocks"
 
 
 def checkpoint_row_name(checkpoints: list[str], name: str | None, tokens: str | None) -> str:

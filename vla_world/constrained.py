@@ -113,13 +113,38 @@ def forced_text_before(index: int) -> str:
 
 
 @dataclass(frozen=True)
+class Template:
+    """Fixed text around (x, y) number pairs: `pieces[i]` stands before number i, the last piece closes.
+
+    The trajectory answer is one template; the structured answer (vla_world.constrained_structured)
+    adds others, such as its `<prediction>(x,y)</prediction>` point, and wraps the trajectory in
+    `<answer>`.
+    """
+
+    pieces: tuple[str, ...]
+    ends_turn: bool = True  # when closed, the answer ends (<|im_end|> follows)
+
+    @property
+    def numbers(self) -> int:
+        return len(self.pieces) - 1
+
+
+TRAJECTORY = Template(tuple(forced_text_before(i) for i in range(NUMBERS + 1)))
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Where an answer stands in the template: fixed text still to write, or digits of a number."""
 
-    index: int = 0  # the number being written: 0..11 (x1, y1, ..., y6); NUMBERS = closing text
+    index: int = 0  # the number being written: 0..11 (x1, y1, ..., y6); template.numbers = closing text
     forced: str = OPEN  # fixed text still to write before number `index`
     digits: str = ""  # what is written of number `index` (once `forced` is empty)
     x: int = 0  # hundredths of the current point's x (bounds its y)
+    template: Template = TRAJECTORY
+
+    @classmethod
+    def start(cls, template: Template) -> Cursor:
+        return cls(forced=template.pieces[0], template=template)
 
     @property
     def bound(self) -> int:
@@ -128,7 +153,7 @@ class Cursor:
 
     @property
     def done(self) -> bool:
-        return self.index == NUMBERS and not self.forced
+        return self.index == self.template.numbers and not self.forced
 
 
 def step(cursor: Cursor, char: str) -> Cursor | None:
@@ -139,8 +164,8 @@ def step(cursor: Cursor, char: str) -> Cursor | None:
         return None
     if number_complete(cursor.digits, cursor.bound):
         value = number_hundredths(cursor.digits)
-        after = Cursor(cursor.index + 1, forced_text_before(cursor.index + 1), "",
-                       value if cursor.index % 2 == 0 else 0)
+        after = Cursor(cursor.index + 1, cursor.template.pieces[cursor.index + 1], "",
+                       value if cursor.index % 2 == 0 else 0, cursor.template)
         return step(after, char)
     digits = cursor.digits + char
     return replace(cursor, digits=digits) if number_feasible(digits, cursor.bound) else None
@@ -203,7 +228,8 @@ class TemplateVocab:
             self._walk(child, after, found)
 
     def forced(self, cursor: Cursor) -> tuple[list[int], Cursor]:
-        """Token ids the template fixes from `cursor` on (ending with <|im_end|> when it closes), and the cursor after."""
+        """Token ids the template fixes from `cursor` on (ending with <|im_end|> when it closes the turn), and the
+        cursor after."""
         ids: list[int] = []
         while not cursor.done:
             prefix, text = self._forced_prefix(cursor) if cursor.forced else ([], "")
@@ -219,13 +245,13 @@ class TemplateVocab:
                 break
             ids.append(int(self.token_ids[options[0]]))
             cursor = after[0]
-        if cursor.done:
+        if cursor.done and cursor.template.ends_turn:
             ids.append(self.eos_id)
         return ids, cursor
 
     def _forced_prefix(self, cursor: Cursor) -> tuple[list[int], str]:
         """The canonical tokens of `cursor.forced` that do not depend on the next number's first character."""
-        starts = () if cursor.index == NUMBERS else tuple(
+        starts = () if cursor.index == cursor.template.numbers else tuple(
             c for c in NUMBER_CHARS if advance(replace(cursor, forced=""), c) is not None)
         key = (cursor.forced, starts)
         if key not in self._forced:

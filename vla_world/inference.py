@@ -13,7 +13,9 @@ the token cache of the split), never ground-truth (oracle) tokens unless asked f
 
 Planning answers are decoded template-constrained by default (`vla_world.constrained`: the
 structure is forced, the model chooses only the numbers, so every answer parses to 6 waypoints
-within the plausibility bound); `decoding="greedy"` keeps free greedy decoding with the KV cache
+within the plausibility bound); a checkpoint trained with the structured answer
+(`PromptOptions.answer_blocks`, from its `data.answer` config) is decoded block by block
+(`vla_world.constrained_structured`), so its blocks parse too; `decoding="greedy"` keeps free greedy decoding with the KV cache
 (`generate` from `inputs_embeds` returns only the new tokens), as do answers to questions. Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
 A malformed answer never raises: `PlanResult.parse_error` says what was wrong.
 """
@@ -32,8 +34,10 @@ from tqdm import tqdm
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import parse_trajectory
 from vla_world.checkpoint import check_stage, read_state
+from planning.structured import parse_answer
 from vla_world.config import config_from_dict
 from vla_world.constrained import constrained_generate_ids
+from vla_world.constrained_structured import structured_generate_ids
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
@@ -42,6 +46,7 @@ from vla_world.training.config import DataConfig
 from vla_world.training.stages import STAGES
 
 PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level numbers
+STRUCTURED_MAX_NEW_TOKENS = 448  # greedy, structured answer: the trajectory + the free-text caps + the short blocks
 LIVE_FEATURES_BELOW = 16  # online-trained planners: fewer records than this skip the frozen-feature cache
 ANSWER_MAX_NEW_TOKENS = 320  # detailed QA answers reach ~600 characters (qa engineer, measured)
 CONSTRAINED, GREEDY = "constrained", "greedy"
@@ -85,11 +90,13 @@ class Planner:
 
     def plan_texts(self, prompts: list[EncodedSample], progress: bool = False) -> list[str]:
         """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says."""
+        structured = bool(self.model.prompt.answer_blocks)  # the checkpoint's answer form decides
         if self.decoding == GREEDY:
-            return self.generate(prompts, PLAN_MAX_NEW_TOKENS, progress)
+            return self.generate(prompts, STRUCTURED_MAX_NEW_TOKENS if structured else PLAN_MAX_NEW_TOKENS, progress)
+        decode = structured_generate_ids if structured else constrained_generate_ids
         texts = []
         for chunk in self._chunks(prompts, progress, "plan"):
-            ids = constrained_generate_ids(self.model, [s.input_ids for s in chunk], [s.features for s in chunk])
+            ids = decode(self.model, [s.input_ids for s in chunk], [s.features for s in chunk])
             texts += [self.model.decode(i) for i in ids]
         return texts
 
@@ -108,7 +115,7 @@ class Planner:
 
 
 def to_plan_result(text: str) -> PlanResult:
-    parsed = parse_trajectory(text)
+    parsed = parse_answer(text).trajectory  # structured or plain: the trajectory inside <answer>
     return PlanResult(trajectory=parsed.waypoints, text=text, parse_error=parsed.error)
 
 

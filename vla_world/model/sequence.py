@@ -40,16 +40,15 @@ from transformers import PreTrainedTokenizerFast
 from perception.tokens import PerceptionTokens
 from planning.codec import format_number, format_points
 from planning.kinematic import ctra_prior
+from planning.structured import BLOCKS, system_prompt_format
 from vla_world.data.planner_input import PlannerInput
 from vla_world.model.tokenizer import IM_END, IM_START, PLACEHOLDERS
 
 IGNORE_INDEX = -100
 
-SYSTEM_PROMPT = (
-    "You are VLA-World, a driving planner. Coordinates: x to the right, y forward, metres; you are at (0,0). "
-    "Plan 3 seconds as 6 waypoints, one every 0.5 s: <traj_start>[(x1,y1),(x2,y2),(x3,y3),(x4,y4),(x5,y5),"
-    "(x6,y6)]<traj_end>. Answer other questions in plain text."
-)
+SYSTEM_INTRO = "You are VLA-World, a driving planner. Coordinates: x to the right, y forward, metres; you are at (0,0). "
+SYSTEM_OUTRO = " Answer other questions in plain text."
+SYSTEM_PROMPT = SYSTEM_INTRO + system_prompt_format(()) + SYSTEM_OUTRO  # the plain answer's (the default)
 PLANNING_QUESTION = "Plan the ego trajectory for the next 3 seconds."
 # the world stage's question (paper 004's future-frame pretraining); its answer is a <visual> block
 WORLD_QUESTION = "Imagine the front camera 0.5 s ahead."
@@ -62,6 +61,21 @@ class FocusNotDetected(LookupError):
 @dataclass(frozen=True)
 class PromptOptions:
     kinematic_prior: bool = True  # add the CTRA rollout of the ego state as text (planning.kinematic.ctra_prior)
+    # the planning answer's blocks (planning.structured.AnswerConfig.blocks); () = the plain trajectory.
+    # The system prompt describes them, and decoding follows them (vla_world.inference)
+    answer_blocks: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        blocks = tuple(self.answer_blocks)  # a list when read back from vla.json
+        unknown = [b for b in blocks if b not in BLOCKS]
+        if unknown or (blocks and blocks[-1] != "answer"):
+            raise ValueError(f"PromptOptions.answer_blocks={blocks!r}: names from {BLOCKS}, ending with 'answer'")
+        object.__setattr__(self, "answer_blocks", blocks)
+
+
+def system_prompt(options: PromptOptions) -> str:
+    """The system turn: the plain answer's (SYSTEM_PROMPT) or one that describes the structured blocks."""
+    return SYSTEM_INTRO + system_prompt_format(options.answer_blocks) + SYSTEM_OUTRO
 
 
 @dataclass(frozen=True)
@@ -122,8 +136,8 @@ def user_text(inp: PlannerInput, counts: dict[str, int], question: str, options:
     return "\n".join(lines)
 
 
-def chatml_prompt(user: str) -> str:
-    return (f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n"
+def chatml_prompt(user: str, system: str = SYSTEM_PROMPT) -> str:
+    return (f"{IM_START}system\n{system}{IM_END}\n"
             f"{IM_START}user\n{user}{IM_END}\n"
             f"{IM_START}assistant\n")
 
@@ -149,7 +163,8 @@ class SequenceBuilder:
 
     def prompt_text(self, inp: PlannerInput, features: dict[str, torch.Tensor], question: str) -> str:
         counts = {k: int(v.shape[0]) for k, v in features.items()}
-        return chatml_prompt(user_text(inp, counts, question, self.options, with_object=counts["object"] > 0))
+        return chatml_prompt(user_text(inp, counts, question, self.options, with_object=counts["object"] > 0),
+                             system_prompt(self.options))
 
     def encode(self, inp: PlannerInput, tokens: PerceptionTokens, question: str, answer: str | None = None,
                focus_track_id: int | None = None) -> EncodedSample:

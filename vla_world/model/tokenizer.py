@@ -20,15 +20,20 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from planning.structured import TAG_TOKENS
+
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"  # end of a ChatML turn; the end-of-sequence token for generation
 
-# Structure tokens: delimiters around each block of the prompt and around the answer.
-STRUCTURE_TOKENS: tuple[str, ...] = (
+# Structure tokens: delimiters around each block of the prompt and around the answer. The
+# structured answer's block tags (planning.structured.TAG_TOKENS, the one list of them) come last,
+# so the ids of the older tokens stay where they were.
+_PROMPT_STRUCTURE: tuple[str, ...] = (
     "<scene_start>", "<scene_end>", "<agent_start>", "<agent_end>", "<map_start>", "<map_end>",
     "<object_start>", "<object_end>", "<traj_start>", "<traj_end>", "<prediction>", "</prediction>",
 )
+STRUCTURE_TOKENS: tuple[str, ...] = _PROMPT_STRUCTURE + tuple(t for t in TAG_TOKENS if t not in _PROMPT_STRUCTURE)
 # Placeholders: one per token type; their positions receive projected perception tokens.
 PLACEHOLDERS: dict[str, str] = {"scene": "<SCENE>", "agent": "<AGENT>", "map": "<MAP>", "object": "<OBJECT>"}
 SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, IM_START, IM_END, *STRUCTURE_TOKENS, *PLACEHOLDERS.values())

@@ -189,6 +189,28 @@ class VLAModel(nn.Module):
             self.llm = self.llm.merge_and_unload()
             self.lora = None
 
+    def grow_vocabulary(self) -> int:
+        """Give every tokenizer token an embedding row; returns how many rows were added.
+
+        Why: a checkpoint saved before new special tokens existed (the structured answer's block
+        tags) loads with a tokenizer that registers them (`load_tokenizer`), so their ids lie past
+        the embedding table. New rows start at the mean of the old ones (LLaMA-Factory's rule), the
+        output layer (tied in the tiny preset) follows, and the saved config records the new size.
+        Only training calls this: a loaded model that never writes the new tokens keeps its logits.
+        """
+        embeddings = self.base_llm.get_input_embeddings()
+        old = embeddings.weight.shape[0]
+        if len(self.tokenizer) <= old:
+            return 0
+        with torch.no_grad():
+            mean = embeddings.weight.mean(dim=0)
+            self.base_llm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            self.base_llm.get_input_embeddings().weight[old:] = mean
+            output = self.base_llm.get_output_embeddings()
+            if output is not None and output.weight.data_ptr() != self.base_llm.get_input_embeddings().weight.data_ptr():
+                output.weight[old:] = output.weight[:old].mean(dim=0)
+        return len(self.tokenizer) - old
+
     @property
     def base_llm(self) -> PreTrainedModel:
         return self.llm.get_base_model() if self.lora else self.llm

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from planning.structured import AnswerConfig
 from vla_world.model.presets import PRESETS, TinyLLMSize
 from vla_world.qa.config import StageDataConfig
 from vla_world.training.stages import STAGES, stage_spec
@@ -64,6 +65,9 @@ class DataConfig:
     # without them the LLM must imagine the next frame from perception tokens alone
     world_current_frame: bool = False
     qa: StageDataConfig = field(default_factory=StageDataConfig)  # QA stages: the question builders' settings
+    # planning: the answer's form, plain trajectory (default) or structured blocks, each one flag
+    # (planning/structured.py; e.g. --set data.answer.structured=true --set data.answer.think=false)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
 
     def validate(self) -> None:
         if self.token_source not in TOKEN_SOURCES:
@@ -71,6 +75,10 @@ class DataConfig:
         if self.max_examples < 0 or self.max_length < 64:
             raise ValueError("max_examples must be >= 0 and max_length >= 64")
         self.qa.validate()
+        self.answer.validate()
+        if self.answer.structured and self.answer.visual:
+            raise ValueError("data.answer.visual: the <visual> block needs the world stage's codes and decoder "
+                             "(vla_world/visual_decoding.py), which this tree does not have yet; set it false")
 
 
 LOSS_NORMALISATIONS = ("segment", "token")

@@ -24,7 +24,8 @@ import numpy as np
 from perception.frame_codes import FrameCodeMeta, load_frame_codes
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import format_trajectory
-from planning.kinematic import ctra_rollout
+from planning.kinematic import ctra_prior, ctra_rollout
+from planning.structured import AnswerConfig, seen_agents, structured_answer
 from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
@@ -53,11 +54,36 @@ class TrainingExample:
     meta: dict = field(default_factory=dict)
 
 
-def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
+def planning_examples(records: list[SampleRecord], answer: AnswerConfig | None = None,
+                      tokens: dict[str, PerceptionTokens] | None = None, seed: int = 0,
+                      qa: StageDataConfig | None = None) -> list[TrainingExample]:
     """The planning stage's examples (the one builder of them): the GT ego future as the answer, in
-    `planning.codec` text; samples whose future is incomplete (near a scene end) are left out."""
-    return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
-            for r in records if bool(np.all(r.ego_future_mask))]
+    `planning.codec` text, or the structured answer around it when `answer.structured` (then the
+    perception `tokens` of every record are needed: <perception> and <think> name what perception
+    saw); samples whose future is incomplete (near a scene end) are left out."""
+    answer = answer or AnswerConfig()
+    complete = [r for r in records if bool(np.all(r.ego_future_mask))]
+    if not answer.structured:
+        return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future)) for r in complete]
+    if tokens is None:
+        raise ValueError("planning_examples: data.answer.structured needs the perception tokens of the records")
+    qa = qa or StageDataConfig()
+    return [TrainingExample(r.sample_token, PLANNING_QUESTION,
+                            structured_planning_answer(r, tokens[source_token(r.sample_token)], answer, seed, qa))
+            for r in complete]
+
+
+def structured_planning_answer(record: SampleRecord, tokens: PerceptionTokens, answer: AnswerConfig, seed: int,
+                               qa: StageDataConfig) -> str:
+    """One record's structured answer (planning/structured.py): perception from `tokens`, the prediction
+    from the planner input, the action label (vla_world.qa.labels.ego_action) and the GT trajectory."""
+    from vla_world.qa.facts import agent_facts
+    from vla_world.qa.labels import ego_action
+
+    agents = seen_agents(tokens.agent_classes.numpy(), tokens.agent_boxes.numpy())
+    action = ego_action(record, agent_facts(record, qa.max_range_m)) if answer.action else None
+    return structured_answer(answer, record.ego_future, agents=agents, prediction=ctra_prior(planner_input(record))[0],
+                             action=action, sample_token=record.sample_token, seed=seed)
 
 
 def world_examples(records: list[SampleRecord], codes: dict[str, np.ndarray],
@@ -110,12 +136,13 @@ def source_token(sample_token: str) -> str:
 
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
-                   qa: StageDataConfig | None = None, frame_codes: dict[str, np.ndarray] | None = None
+                   qa: StageDataConfig | None = None, frame_codes: dict[str, np.ndarray] | None = None,
+                   answer: AnswerConfig | None = None, tokens: dict[str, PerceptionTokens] | None = None
                    ) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers, the world stage's next-frame codes (`frame_codes`), or
-    vla_world.qa's builder (settings `qa`) for the QA stages."""
+    """Examples of `stage`: our planning answers (form `answer`; structured ones read `tokens`), the world
+    stage's next-frame codes (`frame_codes`), or vla_world.qa's builder (settings `qa`) for the QA stages."""
     if source == "planning":
-        return planning_examples(records)
+        return planning_examples(records, answer, tokens, seed, qa)
     if source == "world":
         if frame_codes is None:
             raise ValueError(f"stage {stage!r}: its examples need the frame codes (load_world_codes)")

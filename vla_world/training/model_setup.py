@@ -10,6 +10,7 @@ A fresh `tiny` model trains its BPE tokenizer on every stage's example text plus
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from perception.tokens import PerceptionTokens
@@ -93,10 +94,15 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
     else:
         model = VLAModel.from_folder(init, visual=visual)
         log.info("start: %s", init)
+        grown = model.grow_vocabulary()
+        if grown:
+            log.info("vocabulary: %d new special tokens (answer block tags) get embedding rows", grown)
     if visual is not None:
         log.info("visual tokens: codebook %d, %d codes per frame; vocabulary %d tokens, embedding table %d rows",
                  visual.codebook_size, visual.codes_per_frame, len(model.tokenizer),
                  model.base_llm.get_input_embeddings().num_embeddings)
+    if spec.examples == "planning":  # the answer form is the planning stage's; the model carries it on
+        model.prompt = replace(model.prompt, answer_blocks=cfg.data.answer.blocks())
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
