@@ -32,9 +32,8 @@ import yaml
 from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_tokens_for
-from planning.codec import parse_trajectory
-from vla_world.checkpoint import check_stage, read_state
 from planning.structured import parse_answer
+from vla_world.checkpoint import check_stage, read_state
 from vla_world.config import config_from_dict
 from vla_world.constrained import constrained_generate_ids
 from vla_world.constrained_structured import structured_generate_ids
