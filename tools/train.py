@@ -7,6 +7,8 @@ Stages, in order (each starts from the previous stage's checkpoint unless told o
   motion      projectors + LLM, on agent motion forecasting
   planning    everything but the camera backbone, on the ego trajectory (perception runs in the
               graph on frozen camera features: data.token_source online, the tiny default)
+  grpo        projectors + LLM (or LoRA), GRPO on sampled trajectories scored by rule-based
+              verifiers (planning/rewards.py), KL to the frozen planning checkpoint (docs/rewards.md)
 
 Every run has the same skeleton: read the config -> build data and model -> train with a progress
 bar -> save a checkpoint folder (safetensors + state.json + config.yaml) under --out.
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from perception.train import run_perception_stage
 
         run_perception_stage(args)
+    elif args.stage == "grpo":
+        from vla_world.training.grpo import run_grpo_stage
+
+        run_grpo_stage(args)
     else:
         from vla_world.training.runner import run_llm_stage
 

@@ -86,8 +86,9 @@ def source_token(sample_token: str) -> str:
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
                    qa: StageDataConfig | None = None) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers, or vla_world.qa's builder (settings `qa`) for the QA stages."""
-    if source == "planning":
+    """Examples of `stage`: our planning answers (grpo: the same prompts; its answers are sampled), or
+    vla_world.qa's builder (settings `qa`) for the QA stages."""
+    if source in ("planning", "rewards"):
         return planning_examples(records)
     return [TrainingExample(e.sample_token, e.question, e.answer, e.focus_track_id, e.kind, dict(e.meta))
             for e in build_stage_examples(stage, records, seed=seed, config=qa)]
