@@ -10,7 +10,7 @@ import json
 from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
-                  "tokens-test", "align", "instruct", "motion", "planning", "planning-seed1", "evaluate", "readme",
+                  "tokens-test", "align", "instruct", "motion", "planning", "planning-seed1", "grpo", "grpo-answers", "evaluate", "readme",
                   "qa", "pictures"]
 
 
@@ -25,14 +25,15 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
     assert "`test`" in table and "held-out" in table  # reported on the held-out split, and says so
     for heading in ("## UniAD", "## ST-P3", "## ST-P3 (original)", "## VAD"):
         assert heading in table
-    for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny"):
+    for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny + GRPO"):
         assert table.count(row) == 4, row
+    assert table.count("| VLA-tiny") == 8  # the planning seeds' row and the GRPO row, per convention
     assert "| VLA-tiny" in readme.read_text() and "`test`" in readme.read_text()
     qa = json.loads((out / "qa" / "qa_metrics.json").read_text())
     assert qa["n_examples"] == 4 and qa["n_missing"] == 0
     assert (out / "sample_preview.png").stat().st_size > 10_000
     assert len(list((out / "bev").glob("*.gif"))) == 1 and len(list((out / "bev").rglob("*.png"))) == 1
-    for stage in ("perception", "align", "instruct", "motion", "planning"):
+    for stage in ("perception", "align", "instruct", "motion", "planning", "grpo"):
         assert (tmp_path / "ck" / stage / "last" / "model.safetensors").is_file()
     # planning fine-tuned the demo's perception (online) on the train split's cached frozen features
     assert (tmp_path / "ck" / "planning" / "last" / "perception" / "model.safetensors").is_file()

@@ -33,6 +33,10 @@ attention-mask 0 and stay in the cache as holes that are never attended, and pos
 real tokens only (`vla_world.model.vla.padded_positions`), so every row computes what it computes
 alone (tests/test_constrained_decoding.py).
 
+Sampling (`constrained_sample_ids`, GRPO's rollouts): the same machine, but each choice is drawn
+from the allowed tokens' logits at a temperature, nucleus-cut at top-p, and every answer says
+which of its ids the model chose and which the template forced.
+
 Equality with greedy: the model's choice at each step is the argmax of its logits over the
 allowed tokens. When greedy's own answer is in the template (and tokenised as the tokenizer
 encodes it), each of greedy's tokens is allowed, so both return the same ids.
@@ -421,7 +425,7 @@ def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features],
     return rows
 
 
-def _choose(row: _Row, logits: torch.Tensor, vocab: TemplateVocab, pick) -> list[int]:
+def _choose(row: _Row, logits: torch.Tensor, vocab: TemplateVocab, pick=_greedy) -> list[int]:
     """Pick an allowed token (`pick`: index among the allowed logits), add the forced span after it;
     returns the ids to feed."""
     options, after = vocab.allowed(row.cursor)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from argparse import Namespace
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -245,6 +246,7 @@ class GRPOTrainer:
         self.progress = GRPOProgress()
         self.restored: tuple[dict, dict] | None = None
         self.prepared: tuple[torch.nn.Module, torch.optim.Optimizer] | None = None
+        self.seconds: dict[str, float] = {}  # the last step's time: generate (rollouts), score (verifiers), update
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.prompts), self.global_batch, self.cfg.train.seed, epoch)
@@ -302,9 +304,12 @@ class GRPOTrainer:
         scorer, optimizer = self.prepare()
         prompts = self.next_prompts()
         g, grpo = self.cfg.grpo.group_size, self.cfg.grpo
+        started = time.perf_counter()
         answers = sample_answers(self.model, prompts, self.cfg, step_generator(self.cfg.train.seed, self.progress.step,
                                                                                 self.acc.process_index))
+        generated = time.perf_counter()
         rewards, terms = score_group(self.model, prompts, answers, self.reward, g)
+        scored = time.perf_counter()
         advantages = group_advantages(rewards, grpo.adv_eps)
         batch = rollout_batch(prompts, answers, g, self.model.pad_id)
         device = self.acc.device
@@ -326,6 +331,8 @@ class GRPOTrainer:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
+        self.seconds = {"generate": generated - started, "score": scored - generated,
+                        "update": time.perf_counter() - scored}
         local = self.step_metrics(parts, rewards, terms, answers)
         metrics = self.reduce(local)
         self.progress.history.append(metrics)
