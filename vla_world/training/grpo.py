@@ -210,12 +210,12 @@ class Reference:
 
     def __init__(self, start: Path, policy: VLAModel):
         self.policy = policy
-        start_model_ = VLAModel.from_folder(start)
-        start_model_.merge_lora()
+        start_vla = VLAModel.from_folder(start)
+        start_vla.merge_lora()
         if policy.lora:
-            self.model, self.projectors = None, start_model_.projectors.requires_grad_(False).eval()
+            self.model, self.projectors = None, start_vla.projectors.requires_grad_(False).eval()
         else:
-            self.model, self.projectors = start_model_.requires_grad_(False).eval(), None
+            self.model, self.projectors = start_vla.requires_grad_(False).eval(), None
 
     @torch.no_grad()
     def log_probs(self, batch: dict, temperature: float) -> torch.Tensor:
