@@ -219,9 +219,16 @@ def write_outputs(result: EvaluationResult, out_dir: str | Path, command: str | 
     return paths
 
 
+# Hand-written ablation sections (e.g. the GRPO one) follow this line in docs/results.md; rewriting the
+# generated tables keeps them, so `make results` does not delete numbers it did not produce.
+ABLATIONS_MARKER = "<!-- ablations: written by hand below this line, kept when the tables are regenerated -->"
+
+
 def write_results_md(result: EvaluationResult, path: str | Path, command: str | None = None,
                      note: str | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results_markdown(result, command, note))
+    old = path.read_text() if path.is_file() else ""
+    kept = "\n" + old[old.index(ABLATIONS_MARKER):] if ABLATIONS_MARKER in old else ""
+    path.write_text(results_markdown(result, command, note) + kept)
     return path

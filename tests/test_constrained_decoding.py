@@ -205,9 +205,9 @@ class StepLog:
         self.passes = 0
         choose, run = constrained._choose, constrained._Stepper._run
 
-        def logged_choose(row, logits, vocab):
+        def logged_choose(row, logits, vocab, *pick):  # pick: the sampler's, when not greedy
             self.logits.append(logits.clone())
-            return choose(row, logits, vocab)
+            return choose(row, logits, vocab, *pick)
 
         def counted_run(stepper, embeds, last):
             self.passes += 1

@@ -11,8 +11,8 @@ from tools import demo
 
 EXPECTED_STEPS = ["world", "summary", "preview", "baselines", "perception", "tokens-train", "tokens-val",
                   "tokens-test", "frame_tokenizer", "frame-codes-train", "frame-codes-val", "frame-codes-test",
-                  "align", "instruct", "motion", "world-stage", "planning", "planning-seed1", "evaluate", "world-eval",
-                  "world-pictures", "readme", "qa", "pictures"]
+                  "align", "instruct", "motion", "world-stage", "planning", "planning-seed1", "grpo", "grpo-answers",
+                  "evaluate", "world-eval", "world-pictures", "readme", "qa", "pictures"]
 
 
 def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
@@ -26,8 +26,9 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
     assert "`test`" in table and "held-out" in table  # reported on the held-out split, and says so
     for heading in ("## UniAD", "## ST-P3", "## ST-P3 (original)", "## VAD"):
         assert heading in table
-    for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny"):
+    for row in ("| Constant velocity |", "| Kinematic |", "| CTRA prior |", "| Ego-MLP", "| VLA-tiny + GRPO"):
         assert table.count(row) == 4, row
+    assert table.count("| VLA-tiny") == 8  # the planning seeds' row and the GRPO row, per convention
     assert "| VLA-tiny" in readme.read_text() and "`test`" in readme.read_text()
     qa = json.loads((out / "qa" / "qa_metrics.json").read_text())
     assert qa["n_examples"] == 4 and qa["n_missing"] == 0
@@ -35,7 +36,7 @@ def test_demo_smoke_runs_every_step_and_writes_every_product(tmp_path):
     assert len(list((out / "bev").glob("*.gif"))) == 1 and len(list((out / "bev").rglob("*.png"))) == 1
     assert {p.name for p in (tmp_path / "cache" / "frames").glob("*.safetensors")} == \
         {"train.safetensors", "val.safetensors", "test.safetensors"}
-    for stage in ("perception", "frame_tokenizer", "align", "instruct", "motion", "planning"):
+    for stage in ("perception", "frame_tokenizer", "align", "instruct", "motion", "planning", "grpo"):
         assert (tmp_path / "ck" / stage / "last" / "model.safetensors").is_file()
     # planning fine-tuned the demo's perception (online) on the train split's cached frozen features
     assert (tmp_path / "ck" / "planning" / "last" / "perception" / "model.safetensors").is_file()

@@ -310,6 +310,15 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
     for page in ((out / "report.md").read_text(), (tmp_path / "results.md").read_text()):
         assert f"`{tmp_path / 'vla_tiny'}`" in page and "token cache: " in page and "Split: `val`" in page
         assert "decoding: constrained" in page
+    # a hand-written ablation section after the marker survives the page's regeneration; the tables do not pile up
+    from planning.report import ABLATIONS_MARKER
+
+    results = tmp_path / "results.md"
+    results.write_text(results.read_text() + f"\n{ABLATIONS_MARKER}\n\n## GRPO ablation\nhand-written\n")
+    assert _run("--dataroot", mini_world, "--checkpoint", tmp_path / "vla_tiny", "--checkpoint-name", "VLA-tiny",
+                "--out", out, "--conventions", "uniad", "--results-md", results) == 0
+    page = results.read_text()
+    assert page.endswith("## GRPO ablation\nhand-written\n") and page.count("## UniAD") == 1
 
 
 def test_eval_tool_decoding_flag(mini_world, tmp_path, monkeypatch):

@@ -18,6 +18,9 @@ exactly what a user would type):
               it is skipped, with a line saying so, when <cache>/frames/train.safetensors is missing,
               and planning then starts from motion.
               `--seeds 0 1 2` trains the planning stage once per seed (from the same start checkpoint)
+  grpo        a short GRPO run from the planning checkpoint (seed 0): sampled trajectories scored by
+              the rule-based verifiers (configs/grpo/tiny.yaml; docs/rewards.md)
+  grpo-answers  the GRPO checkpoint's test answers (outputs/eval-grpo), its own row in evaluate
   evaluate    every convention's table for all methods on the held-out test split -> outputs/eval
               (+ --results-md), learned rows as mean +- std over their seeds
   readme      the README's results table, rewritten from this run's outputs/eval/metrics.json
@@ -141,7 +144,8 @@ def model_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     for stage in LLM_STAGES:
         for seed in (a.seeds if stage == "planning" else [0]):
             out = planning_out(ck, seed) if stage == "planning" else ck / stage
-            source = planning_tokens(a, ck) if stage == "planning" else world_frames(a) if stage == "world" else ()
+            source = planning_tokens(a, ck) if stage == "planning" else world_frames(a) if stage == "world" \
+                else grpo_settings(a) if stage == "grpo" else ()
             name = WORLD_STEP if stage == "world" else stage if seed == 0 else f"{stage}-seed{seed}"
             seeded = ("--set", f"train.seed={seed}") if stage == "planning" else ()
             step = trained(Step(name, tool("train.py", "--stage", stage, "--config", f"configs/{stage}/tiny.yaml",
@@ -216,6 +220,17 @@ def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
     return ("--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
 
 
+def grpo_settings(a: argparse.Namespace) -> tuple[str, ...]:
+    """GRPO reads the tokens its planning start was trained on (online: that run's perception; --oracle: GT);
+    smoke runs sample 2 answers for 2 prompts a step (the path, not the numbers)."""
+    source = ("--set", "data.token_source=oracle", "--set", "data.perception_config=configs/perception/tiny.yaml") \
+        if a.oracle else ()
+    return source + (("--set", "grpo.group_size=2", "--set", "train.batch_size=2") if a.smoke else ())
+
+
+GRPO_ROW = "VLA-tiny + GRPO"
+
+
 def baseline_predictions(base: Path) -> tuple[list[str], list[str]]:
     """Prediction files and row names: one row per baseline, the Ego-MLP seeds as one row (mean +- std)."""
     files = [str(base / f"{stem}.json") for stem in BASELINE_ROWS]
@@ -242,7 +257,13 @@ def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:
     checkpoints = [str(planning_out(ck, seed) / "last") for seed in a.seeds]
     oracle = ("--tokens", "oracle") if a.oracle else ()
     results = ("--results-md", a.results_md, "--results-note", results_note(a)) if a.results_md else ()
+    # the GRPO checkpoint's answers first (eval_planning takes one checkpoint row), then a row of their own
+    grpo_answers = out / "eval-grpo"
+    files, names = files + [str(grpo_answers / "last.json")], names + [GRPO_ROW]
     steps = [
+        Step("grpo-answers", tool("eval_planning.py", "--dataroot", data, "--split", REPORT_SPLIT, "--checkpoint",
+                                  str(ck / "grpo" / "last"), "--checkpoint-name", GRPO_ROW, *oracle, "--quiet",
+                                  "--out", str(grpo_answers))),
         Step("evaluate", tool("eval_planning.py", "--dataroot", data, "--split", REPORT_SPLIT, "--pred", *files,
                               "--names", *names, "--checkpoint", *checkpoints, "--checkpoint-name", "VLA-tiny",
                               *oracle, "--out", str(out / "eval"), *results)),

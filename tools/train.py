@@ -11,6 +11,8 @@ Stages, in order (each starts from the previous stage's checkpoint unless told o
               (`data.frame_codes`: tools/export_frame_codes.py's cache; docs/model.md)
   planning    everything but the camera backbone, on the ego trajectory (perception runs in the
               graph on frozen camera features: data.token_source online, the tiny default)
+  grpo        projectors + LLM (or LoRA), GRPO on sampled trajectories scored by rule-based
+              verifiers (planning/rewards.py), KL to the frozen planning checkpoint (docs/rewards.md)
 
 Every run has the same skeleton: read the config -> build data and model -> train with a progress
 bar -> save a checkpoint folder (safetensors + state.json + config.yaml) under --out.
@@ -80,6 +82,10 @@ def run(args: argparse.Namespace) -> None:
         from perception.frame_tokenizer_train import run_frame_tokenizer_stage
 
         run_frame_tokenizer_stage(args)
+    elif args.stage == "grpo":
+        from vla_world.training.grpo import run_grpo_stage
+
+        run_grpo_stage(args)
     else:
         from vla_world.training.runner import run_llm_stage
 

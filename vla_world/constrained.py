@@ -33,6 +33,10 @@ attention-mask 0 and stay in the cache as holes that are never attended, and pos
 real tokens only (`vla_world.model.vla.padded_positions`), so every row computes what it computes
 alone (tests/test_constrained_decoding.py).
 
+Sampling (`constrained_sample_ids`, GRPO's rollouts): the same machine, but each choice is drawn
+from the allowed tokens' logits at a temperature, nucleus-cut at top-p, and every answer says
+which of its ids the model chose and which the template forced.
+
 Equality with greedy: the model's choice at each step is the argmax of its logits over the
 allowed tokens. When greedy's own answer is in the template (and tokenised as the tokenizer
 encodes it), each of greedy's tokens is allowed, so both return the same ids.
@@ -338,6 +342,7 @@ def packed_attention(llm: PreTrainedModel) -> Iterator[None]:
 class _Row:
     ids: list[int]  # answer ids so far (ending with <|im_end|> once done)
     cursor: Cursor
+    chosen: list[bool] = field(default_factory=list)  # per id: True where the model chose it, False where forced
 
     @property
     def done(self) -> bool:
@@ -391,29 +396,68 @@ def constrained_generate_ids(model: VLAModel, prompts: list[list[int]], features
     """Template answers of a left-padded batch; returns only the new ids, without the closing <|im_end|>."""
     vocab = vocab or template_vocab(model)
     with packed_attention(model.base_llm):
-        rows = _decode(model, prompts, features, vocab)
+        rows = _decode(model, prompts, features, vocab, _greedy)
     return [row.ids[:-1] if row.ids and row.ids[-1] == vocab.eos_id else row.ids for row in rows]
 
 
-def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features], vocab: TemplateVocab) -> list[_Row]:
+@dataclass(frozen=True)
+class SampledAnswer:
+    """One sampled template answer: its ids (ending with <|im_end|>) and which of them the model chose."""
+
+    ids: list[int]
+    chosen: list[bool]  # False where the template forced the token (brackets, commas, a lone '.')
+
+
+@torch.no_grad()
+def constrained_sample_ids(model: VLAModel, prompts: list[list[int]], features: list[Features], temperature: float,
+                           top_p: float, generator: torch.Generator | None = None,
+                           vocab: TemplateVocab | None = None) -> list[SampledAnswer]:
+    """Template answers sampled (not greedy) inside the template: at each choice, the allowed tokens'
+    logits / `temperature`, nucleus-cut at `top_p`, then one draw from `generator` (GRPO's rollouts)."""
+    if temperature <= 0 or not 0 < top_p <= 1:
+        raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    vocab = vocab or template_vocab(model)
+    with packed_attention(model.base_llm):
+        rows = _decode(model, prompts, features, vocab, lambda logits: _sample(logits, temperature, top_p, generator))
+    return [SampledAnswer(row.ids, row.chosen) for row in rows]
+
+
+def _greedy(logits: torch.Tensor) -> int:
+    return int(torch.argmax(logits))
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+    """One draw among `logits` (the allowed tokens) at `temperature`, keeping the smallest set with mass >= top_p."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    ordered, order = torch.sort(probs, descending=True)
+    keep = (ordered.cumsum(0) - ordered) < top_p  # a token stays while the mass before it is below top_p
+    ordered = ordered * keep
+    pick = torch.multinomial(ordered / ordered.sum(), 1, generator=generator)
+    return int(order[pick])
+
+
+def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features], vocab: TemplateVocab,
+            pick) -> list[_Row]:
     start_ids, start = vocab.forced(Cursor())
-    rows = [_Row(list(start_ids), start) for _ in prompts]
+    rows = [_Row(list(start_ids), start, [False] * len(start_ids)) for _ in prompts]
     stepper = _Stepper(model, [p + start_ids for p in prompts], features)
     head = _candidate_head(model, vocab)
     while not all(row.done for row in rows):
         logits = stepper.last @ head.T  # (B, C)
-        blocks = [[] if row.done else _choose(row, logits[i], vocab) for i, row in enumerate(rows)]
+        blocks = [[] if row.done else _choose(row, logits[i], vocab, pick) for i, row in enumerate(rows)]
         if all(row.done for row in rows):
             break  # the last choices closed every answer: nothing left to predict
         stepper.feed(blocks)
     return rows
 
 
-def _choose(row: _Row, logits: torch.Tensor, vocab: TemplateVocab) -> list[int]:
-    """Pick the best allowed token, add the forced span after it; returns the ids to feed."""
+def _choose(row: _Row, logits: torch.Tensor, vocab: TemplateVocab, pick=_greedy) -> list[int]:
+    """Pick an allowed token (`pick`: index among the allowed logits), add the forced span after it;
+    returns the ids to feed."""
     options, after = vocab.allowed(row.cursor)
-    best = int(torch.argmax(logits[torch.tensor(options)]))
+    best = pick(logits[torch.tensor(options)])
     chosen = int(vocab.token_ids[options[best]])
     forced, row.cursor = vocab.forced(after[best])
     row.ids += [chosen] + forced
+    row.chosen += [True] + [False] * len(forced)
     return [] if row.done else [chosen] + forced  # a closed answer needs no further logits

@@ -1,4 +1,4 @@
-"""Typed config of one LLM stage (align, instruct, motion, planning): `configs/<stage>/<size>.yaml`.
+"""Typed config of one LLM stage (align, instruct, motion, planning, grpo): `configs/<stage>/<size>.yaml`.
 
     cfg = load_config("configs/planning/tiny.yaml", StageConfig, overrides={"train.lr": 1e-4})
 
@@ -164,19 +164,52 @@ class TrainConfig:
 
 
 @dataclass
+class GRPOConfig:
+    """The grpo stage's own numbers (vla_world/training/grpo.py; paper 004 A.1 / B.2). Other stages ignore it."""
+
+    group_size: int = 4  # G: sampled answers per prompt (8 in the paper)
+    temperature: float = 1.0  # sampling temperature over the template's allowed tokens (also scales the log-probs)
+    top_p: float = 1.0  # nucleus sampling mass over the allowed tokens
+    clip_eps: float = 0.2  # PPO ratio clip: the ratio is kept in [1 - eps, 1 + eps]
+    kl_coef: float = 1e-2  # beta of the k3 KL penalty to the frozen reference (1e-2 in the paper)
+    updates_per_batch: int = 1  # optimizer steps on one batch of rollouts (1: ratio = 1, the clip never binds)
+    adv_eps: float = 1e-4  # eps of (r - mean) / (std + eps)
+    # RewardConfig fields to override (planning/rewards.py), e.g. {collision_weight: 0.5}; {} = its defaults
+    reward: dict = field(default_factory=dict)
+    convention: str = "uniad"  # whose obstacle content the collision verifier uses (planning.reward_targets)
+
+    def validate(self) -> None:
+        if self.group_size < 2:
+            raise ValueError("grpo.group_size must be >= 2: advantages compare answers within a group")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("grpo.temperature must be > 0 and grpo.top_p in (0, 1]")
+        if self.clip_eps <= 0 or self.kl_coef < 0 or self.updates_per_batch < 1 or self.adv_eps <= 0:
+            raise ValueError("grpo: clip_eps > 0, kl_coef >= 0, updates_per_batch >= 1 and adv_eps > 0 are required")
+        from planning.rewards import RewardConfig
+
+        try:
+            RewardConfig(**self.reward)
+        except TypeError as exc:
+            raise ValueError(f"grpo.reward: {exc}; use RewardConfig's field names (planning/rewards.py)") from exc
+
+
+@dataclass
 class StageConfig:
-    stage: str  # align | instruct | motion | planning (must match tools/train.py --stage)
+    stage: str  # align | instruct | motion | planning | grpo (must match tools/train.py --stage)
     init: str = "auto"  # auto: checkpoints/<previous stage>/last | none: fresh model | a checkpoint folder
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)  # grpo stage only
 
     def validate(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r} is not one of {list(STAGES)}")
-        if self.data.token_source == "online" and "perception" not in stage_spec(self.stage).trainable:
+        frozen_online = stage_spec(self.stage).examples == "rewards"  # grpo: the start's perception, frozen
+        if self.data.token_source == "online" and "perception" not in stage_spec(self.stage).trainable \
+                and not frozen_online:
             raise ValueError(f"data.token_source online: stage {self.stage!r} does not train perception; "
                              "use cache (tools/export_tokens.py) or oracle tokens")
         if self.data.pack_questions and stage_spec(self.stage).examples != "qa":

@@ -141,7 +141,7 @@ def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: i
                    ) -> list[TrainingExample]:
     """Examples of `stage`: our planning answers (form `answer`; structured ones read `tokens`), the world
     stage's next-frame codes (`frame_codes`), or vla_world.qa's builder (settings `qa`) for the QA stages."""
-    if source == "planning":
+    if source in ("planning", "rewards"):  # grpo: the planning prompts; its answers are sampled
         return planning_examples(records, answer, tokens, seed, qa)
     if source == "world":
         if frame_codes is None:

@@ -57,8 +57,8 @@ def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig
     """All text the tiny LLM will see: every stage's examples and one prompt per record."""
     texts = [SYSTEM_PROMPT, PLANNING_QUESTION, WORLD_QUESTION]  # world answers are special tokens only
     for name, spec in STAGES.items():
-        if spec.examples == "world":
-            continue
+        if spec.examples in ("world", "rewards"):
+            continue  # world: codes, not text; grpo: planning's prompts again (counting them twice would change the tokenizer)
         texts += [f"{e.question}\n{e.answer}" for e in stage_examples(name, spec.examples, records, seed, qa)]
     counts = {"scene": 1, "agent": 1, "map": 1, "object": 1}
     texts += [chatml_prompt(user_text(planner_input(r), counts, PLANNING_QUESTION, PromptOptions(), True))

@@ -1,9 +1,12 @@
-"""The four supervised LLM stages as data: what each trains, which examples it reads, where it starts.
+"""The LLM stages as data: what each trains, which examples it reads, where it starts.
 
 Order and recipe follow OpenDriveVLA (paper 002, Table 1): align trains the projectors only;
 instruct and motion train projectors + LLM; planning trains everything but the camera backbone.
 `world` (paper 004, future-frame pretraining) sits between motion and planning: projectors + LLM
 learn to write the VQ codes of the next keyframe's front camera (vla_world/training/world.py).
+grpo (paper 004 A.1) follows planning: projectors + LLM (or LoRA) learn from rule-based rewards of
+sampled answers (vla_world/training/grpo.py); with `data.token_source: online` it reads the tokens of
+its start checkpoint's fine-tuned perception, frozen.
 "perception" is trained only where tokens are computed in the graph (`data.token_source: online`,
 vla_world/training/online_perception.py); with cached or oracle tokens there is no perception
 network in the graph, and the runner logs why it is not trained.
@@ -21,7 +24,9 @@ class StageSpec:
     name: str
     trainable: tuple[str, ...]  # parts of VLAModel that learn: subset of PARTS
     previous: str | None  # stage whose checkpoint it starts from by default
-    examples: str  # "qa": vla_world.qa.build_stage_examples | "planning": ego trajectory | "world": next-frame codes
+    # "qa": vla_world.qa.build_stage_examples(name, ...) | "planning": ego trajectory answers |
+    # "world": next-frame codes | "rewards": planning prompts whose sampled answers are scored by planning/rewards.py
+    examples: str
 
 
 STAGES: dict[str, StageSpec] = {
@@ -30,6 +35,7 @@ STAGES: dict[str, StageSpec] = {
     "motion": StageSpec("motion", ("projectors", "llm"), "instruct", "qa"),
     "world": StageSpec("world", ("projectors", "llm"), "motion", "world"),
     "planning": StageSpec("planning", ("perception", "projectors", "llm"), "world", "planning"),
+    "grpo": StageSpec("grpo", ("projectors", "llm"), "planning", "rewards"),
 }
 
 
