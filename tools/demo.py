@@ -9,9 +9,10 @@ exactly what a user would type):
   baselines   constant velocity, kinematic predictor, CTRA prior, Ego-MLP (3 seeds) on the test split
   perception  train the tiny BEV perception model (skipped with --oracle)
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
-  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size; align to motion
-              read the exported tokens, planning fine-tunes the perception with the LLM on the
-              camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only).
+  align, instruct, motion, planning   the four supervised LLM stages at `tiny` size, on the exported
+              tokens; planning answers as the correction to the prompt's kinematic prior
+              (configs/planning/tiny.yaml; --smoke fine-tunes the perception online instead, to cover
+              that path; --oracle: oracle tokens).
               `--seeds 0 1 2` trains the planning stage once per seed (from the same motion checkpoint)
   evaluate    every convention's table for all methods on the held-out test split -> outputs/eval
               (+ --results-md), learned rows as mean +- std over their seeds
@@ -139,14 +140,17 @@ def trained(step: Step, out: Path) -> Step:
 
 
 def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
-    """Planning fine-tunes the demo's own perception (online, configs/planning/tiny.yaml); --oracle has none.
+    """Planning reads the exported token cache (configs/planning/tiny.yaml); --oracle: oracle tokens.
 
-    Smoke runs keep the online path too (its 2-step perception yields scene tokens only), so the
-    test of the demo covers it and the evaluation of an online checkpoint.
+    Smoke runs fine-tune the demo's perception online instead (its 2-step perception yields scene
+    tokens only), so the test of the demo still covers that path and the evaluation of an online
+    checkpoint.
     """
     if a.oracle:
         return ("--set", "data.token_source=oracle", "--set", "data.perception_config=configs/perception/tiny.yaml")
-    return ("--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
+    if a.smoke:
+        return ("--set", "data.token_source=online", "--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
+    return ()
 
 
 def baseline_predictions(base: Path) -> tuple[list[str], list[str]]:

@@ -18,7 +18,9 @@ The prompt is built by hand (no chat template), identical in training and infere
 Each placeholder (`<SCENE>`, `<AGENT>`, `<MAP>`, `<OBJECT>`) is one token repeated once per
 perception token; `vla_world.model.vla` replaces their embeddings with the projected tokens in
 order. Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
-supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals.
+supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals;
+with `PromptOptions.residual_answer` the system prompt says the planning answer is the correction
+to the prompt's kinematic prior in whole centimetres (`planning.codec`, "Residual answers").
 
 The prompt is a function of `PlannerInput` (no labels) and the perception tokens only, so no
 prompt can see the future (tests/test_planner_boundary.py builds it from records whose futures are
@@ -50,6 +52,12 @@ SYSTEM_PROMPT = (
     "Plan 3 seconds as 6 waypoints, one every 0.5 s: <traj_start>[(x1,y1),(x2,y2),(x3,y3),(x4,y4),(x5,y5),"
     "(x6,y6)]<traj_end>. Answer other questions in plain text."
 )
+RESIDUAL_SYSTEM_PROMPT = (
+    "You are VLA-World, a driving planner. Coordinates: x to the right, y forward, metres; you are at (0,0). "
+    "Plan 3 seconds as 6 waypoints, one every 0.5 s, written as corrections to the kinematic prior in whole "
+    "centimetres: <traj_start>[(dx1,dy1),(dx2,dy2),(dx3,dy3),(dx4,dy4),(dx5,dy5),(dx6,dy6)]<traj_end>. "
+    "Answer other questions in plain text."
+)
 PLANNING_QUESTION = "Plan the ego trajectory for the next 3 seconds."
 
 
@@ -60,6 +68,17 @@ class FocusNotDetected(LookupError):
 @dataclass(frozen=True)
 class PromptOptions:
     kinematic_prior: bool = True  # add the CTRA rollout of the ego state as text (planning.kinematic.ctra_prior)
+    # planning answers are the correction to that rollout in centimetres (planning.codec, "Residual answers")
+    residual_answer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.residual_answer and not self.kinematic_prior:
+            raise ValueError("model.residual_answer: true needs model.kinematic_prior: true (the answer corrects the "
+                             "prior the prompt shows)")
+
+    @property
+    def system_prompt(self) -> str:
+        return RESIDUAL_SYSTEM_PROMPT if self.residual_answer else SYSTEM_PROMPT
 
 
 @dataclass(frozen=True)
@@ -120,8 +139,8 @@ def user_text(inp: PlannerInput, counts: dict[str, int], question: str, options:
     return "\n".join(lines)
 
 
-def chatml_prompt(user: str) -> str:
-    return (f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n"
+def chatml_prompt(user: str, system: str = SYSTEM_PROMPT) -> str:
+    return (f"{IM_START}system\n{system}{IM_END}\n"
             f"{IM_START}user\n{user}{IM_END}\n"
             f"{IM_START}assistant\n")
 
@@ -147,7 +166,8 @@ class SequenceBuilder:
 
     def prompt_text(self, inp: PlannerInput, features: dict[str, torch.Tensor], question: str) -> str:
         counts = {k: int(v.shape[0]) for k, v in features.items()}
-        return chatml_prompt(user_text(inp, counts, question, self.options, with_object=counts["object"] > 0))
+        return chatml_prompt(user_text(inp, counts, question, self.options, with_object=counts["object"] > 0),
+                             self.options.system_prompt)
 
     def encode(self, inp: PlannerInput, tokens: PerceptionTokens, question: str, answer: str | None = None,
                focus_track_id: int | None = None) -> EncodedSample:

@@ -20,7 +20,7 @@ import numpy as np
 
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import format_trajectory
-from planning.kinematic import ctra_rollout
+from planning.kinematic import ctra_prior, ctra_rollout
 from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
@@ -48,11 +48,20 @@ class TrainingExample:
     meta: dict = field(default_factory=dict)
 
 
-def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
+def planning_examples(records: list[SampleRecord], residual: bool = False) -> list[TrainingExample]:
     """The planning stage's examples (the one builder of them): the GT ego future as the answer, in
-    `planning.codec` text; samples whose future is incomplete (near a scene end) are left out."""
-    return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
+    `planning.codec` text; samples whose future is incomplete (near a scene end) are left out.
+
+    `residual`: the answer is the future's correction to the CTRA prior the prompt shows, computed
+    from the planner input (`ctra_prior(planner_input(r))`), so no label reaches the prompt side."""
+    return [TrainingExample(r.sample_token, PLANNING_QUESTION, planning_answer(r, residual))
             for r in records if bool(np.all(r.ego_future_mask))]
+
+
+def planning_answer(record: SampleRecord, residual: bool = False) -> str:
+    """The training answer of one record: absolute metres, or the residual to its prompt's prior."""
+    prior = ctra_prior(planner_input(record)) if residual else None
+    return format_trajectory(record.ego_future, prior=prior)
 
 
 def kinematic_copy_records(records: list[SampleRecord], count: int, seed: int) -> list[SampleRecord]:
@@ -85,10 +94,11 @@ def source_token(sample_token: str) -> str:
 
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
-                   qa: StageDataConfig | None = None) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers, or vla_world.qa's builder (settings `qa`) for the QA stages."""
+                   qa: StageDataConfig | None = None, residual: bool = False) -> list[TrainingExample]:
+    """Examples of `stage`: our planning answers (`residual`: see planning_examples), or vla_world.qa's
+    builder (settings `qa`) for the QA stages."""
     if source == "planning":
-        return planning_examples(records)
+        return planning_examples(records, residual)
     return [TrainingExample(e.sample_token, e.question, e.answer, e.focus_track_id, e.kind, dict(e.meta))
             for e in build_stage_examples(stage, records, seed=seed, config=qa)]
 

@@ -10,6 +10,7 @@ A fresh `tiny` model trains its BPE tokenizer on every stage's example text plus
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from perception.tokens import PerceptionTokens
@@ -64,7 +65,7 @@ def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig
 def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleRecord],
                 tokens: dict[str, PerceptionTokens]) -> VLAModel:
     width = next(iter(tokens.values())).width
-    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior)
+    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior, residual_answer=cfg.model.residual_answer)
     if cfg.model.preset == "tiny":
         tokenizer = train_tokenizer(tokenizer_corpus(records, cfg.train.seed, cfg.data.qa), cfg.model.vocab_size)
         log.info("trained a byte-level BPE tokenizer: %d tokens", len(tokenizer))
@@ -82,6 +83,11 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
     else:
         model = VLAModel.from_folder(init)
         log.info("start: %s", init)
+        # the stage that trains planning answers sets their format; other stages keep the checkpoint's
+        if spec.examples == "planning" and model.prompt.residual_answer != cfg.model.residual_answer:
+            model.prompt = replace(model.prompt, residual_answer=cfg.model.residual_answer)
+            log.info("planning answers: %s (model.residual_answer)",
+                     "residual to the prior, cm" if cfg.model.residual_answer else "absolute, m")
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
