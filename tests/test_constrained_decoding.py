@@ -354,6 +354,9 @@ def test_packed_attention_equals_transformers_sdpa():
 
 
 # ---- residual answers: whole centimetres added to the prompt's prior --------------------------------
+REACH = (RESIDUAL_CAP - 2) / 100  # metres: the largest correction test answers make (rounding stays within the cap)
+
+
 def random_prior(rng: np.random.Generator, reach: float = 40.0) -> np.ndarray:
     """A CTRA-like prior: six points along a random heading, out to `reach` metres."""
     heading = rng.uniform(0, 2 * np.pi)
@@ -370,9 +373,9 @@ def test_centimetre_numbers_are_whole_signed_integers_without_leading_zeros():
 
 
 def test_residual_limit_keeps_prior_plus_answer_inside_the_bound():
-    assert residual_limit(np.zeros((6, 2))) == RESIDUAL_CAP  # the usual case: 30 m of correction
+    assert residual_limit(np.zeros((6, 2))) == RESIDUAL_CAP  # the usual case: the cap
     far = np.tile([0.0, 90.0], (6, 1))
-    assert residual_limit(far) == 700  # (99.99 - 90) m / sqrt(2), whole metres
+    assert residual_limit(far) == min(700, RESIDUAL_CAP)  # (99.99 - 90) m / sqrt(2), whole metres
     assert residual_limit(np.tile([0.0, 100.0], (6, 1))) == 0  # a prior at the bound: only a copy of it
 
 
@@ -380,7 +383,7 @@ def test_template_accepts_residual_answers_and_refuses_the_rest():
     rng = np.random.default_rng(4)
     for _ in range(50):
         prior = random_prior(rng)
-        answer = prior + rng.normal(0, rng.choice([0.05, 2.0, 5.0]), (6, 2))
+        answer = prior + np.clip(rng.normal(0, rng.choice([0.05, 2.0, 5.0]), (6, 2)), -REACH, REACH)
         assert advance(start_cursor(prior), format_trajectory(answer, prior=prior)).done
     zeros = format_trajectory(np.zeros((6, 2)), prior=np.zeros((6, 2)))
     for text in (zeros.replace("(0,0)", "(0.00,0)", 1), zeros.replace("(0,0)", "(-0,0)", 1),
@@ -396,7 +399,7 @@ def test_every_residual_answer_as_the_tokenizer_encodes_it_can_be_decoded(name):
     rng = np.random.default_rng(5)
     for _ in range(30):
         prior = random_prior(rng)
-        answer = format_trajectory(prior + rng.normal(0, 3.0, (6, 2)), prior=prior)
+        answer = format_trajectory(prior + np.clip(rng.normal(0, 3.0, (6, 2)), -REACH, REACH), prior=prior)
         target = tok(answer + IM_END, add_special_tokens=False)["input_ids"]
         ids, cursor = vocab.forced(start_cursor(prior))
         while not cursor.done:
