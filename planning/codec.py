@@ -6,8 +6,19 @@ six waypoints at t = 0.5 .. 3.0 s, two decimals, no spaces:
     <traj_start>[(0.01,2.50),(0.03,5.01),(0.05,7.52),(0.08,10.03),(0.11,12.55),(0.15,15.07)]<traj_end>
 
 `format_trajectory` writes exactly that; `parse_trajectory` reads a model's free text and never
-raises: it returns a `ParsedTrajectory` whose `waypoints` is a finite (6, 2) float array or None,
-with `error` saying why not.
+raises on it: it returns a `ParsedTrajectory` whose `waypoints` is a finite (6, 2) float array or
+None, with `error` saying why not.
+
+Residual answers (a planner trained with `model.residual_answer`): the answer is the correction to
+the kinematic prior its prompt shows, in whole centimetres, same tags and brackets:
+
+    <traj_start>[(0,-3),(1,-8),(2,-15),(3,-24),(5,-35),(6,-47)]<traj_end>
+
+`format_trajectory(wp, prior=p)` writes it and `parse_trajectory(text, prior=p)` reads it back to
+metres: waypoint = prior + residual / 100, with the prior taken as the prompt prints it (two
+decimals), so a residual answer carries exactly the precision of an absolute one. Why: a copy of
+the prior is then the answer of all zeros, and every other number is short (1-3 digits instead of
+4-5 tokens of "12.34"); the prior is the planner's own input (`PlannerInput`), never a label.
 
 Where the answer is (the parser reads only the answer, never the first list it meets): a
 structured output can hold several bracketed point lists (an echoed history, a `<prediction>`
@@ -69,14 +80,29 @@ class ParsedTrajectory:
         return self.waypoints is not None
 
 
-def format_trajectory(waypoints: np.ndarray) -> str:
-    """(6, 2) metres in the LiDAR frame -> `<traj_start>[(x,y),...]<traj_end>` with 2 decimals."""
-    wp = np.asarray(waypoints, dtype=np.float64)
+def format_trajectory(waypoints: np.ndarray, prior: np.ndarray | None = None) -> str:
+    """(6, 2) metres in the LiDAR frame -> `<traj_start>[(x,y),...]<traj_end>` with 2 decimals; with
+    `prior` ((6, 2) metres), the residual answer: waypoints - prior in whole centimetres (module doc)."""
+    wp = _checked(waypoints, "waypoints")
+    if prior is None:
+        return f"{TRAJ_START}{format_points(wp)}{TRAJ_END}"
+    residual = hundredths(wp) - hundredths(_checked(prior, "prior"))
+    return TRAJ_START + "[" + ",".join(f"({x},{y})" for x, y in residual.tolist()) + "]" + TRAJ_END
+
+
+def hundredths(values: np.ndarray) -> np.ndarray:
+    """Integer hundredths of each value as `format_number` prints it (the prompt's and the answer's precision)."""
+    flat = [round(float(format_number(v)) * 100) for v in np.asarray(values, dtype=np.float64).ravel()]
+    return np.array(flat, dtype=np.int64).reshape(np.shape(values))
+
+
+def _checked(points: np.ndarray, name: str) -> np.ndarray:
+    wp = np.asarray(points, dtype=np.float64)
     if wp.shape != (NUM_FUTURE, 2):
-        raise ValueError(f"format_trajectory: expected waypoints of shape ({NUM_FUTURE}, 2), got {wp.shape}")
+        raise ValueError(f"trajectory codec: expected {name} of shape ({NUM_FUTURE}, 2), got {wp.shape}")
     if not np.isfinite(wp).all():
-        raise ValueError("format_trajectory: waypoints contain nan or inf; fix the predictor, not the text")
-    return f"{TRAJ_START}{format_points(wp)}{TRAJ_END}"
+        raise ValueError(f"trajectory codec: {name} contain nan or inf; fix the predictor, not the text")
+    return wp
 
 
 def format_number(value: float) -> str:
@@ -94,8 +120,12 @@ def format_points(points: np.ndarray, mask: np.ndarray | None = None) -> str:
     return "[" + ",".join(items) + "]"
 
 
-def parse_trajectory(text: str) -> ParsedTrajectory:
-    """Read six (x, y) waypoints from model text; never raises (see the module doc's rules)."""
+def parse_trajectory(text: str, prior: np.ndarray | None = None) -> ParsedTrajectory:
+    """Read six (x, y) waypoints from model text; never raises on the text (see the module doc's rules).
+
+    `prior`: the (6, 2) prior of the prompt, for a residual answer (centimetres added to it); a prior
+    of the wrong shape or with nan is the caller's error (ValueError)."""
+    base = None if prior is None else hundredths(_checked(prior, "prior")) / 100.0
     if not isinstance(text, str):
         return _fail(f"expected text, got {type(text).__name__}")
     body, error = _trajectory_body(text)
@@ -115,6 +145,8 @@ def parse_trajectory(text: str) -> ParsedTrajectory:
     if len({len(r) for r in rows}) != 1:
         return _fail("points mix 2 and 3 coordinates")
     waypoints = np.array(rows, dtype=np.float64)[:, :2]
+    if base is not None:
+        waypoints = base + waypoints / 100.0
     if not np.isfinite(waypoints).all():
         return _fail("non-finite value")
     return ParsedTrajectory(waypoints=waypoints, error=None)

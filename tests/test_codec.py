@@ -205,3 +205,44 @@ def test_decoys_alone_never_parse(visible, forecasts, with_empty_answer, data):
     text = " ".join(decoys) + (f" {ANSWER_START}Turn left at the junction.{ANSWER_END}" if with_empty_answer else "")
     parsed = parse_trajectory(text)
     assert parsed.waypoints is None and parsed.error
+
+
+# ---- residual answers: centimetres added to the prompt's prior ----------------------------------
+PRIOR = np.array([[0.0, 2.4], [0.1, 4.9], [0.2, 7.4], [0.4, 9.9], [0.6, 12.4], [0.9, 14.9]])
+GOLDEN_RESIDUAL = "<traj_start>[(0,10),(0,10),(-45,10),(60,10),(63,10),(-436,10)]<traj_end>"
+
+
+def test_residual_golden_string():
+    """GOLDEN_WP - PRIOR in whole centimetres, each side rounded as the prompt and the answer print it."""
+    assert format_trajectory(GOLDEN_WP, prior=PRIOR) == GOLDEN_RESIDUAL
+    parsed = parse_trajectory(GOLDEN_RESIDUAL, prior=PRIOR)
+    assert parsed.ok
+    np.testing.assert_allclose(parsed.waypoints, np.round(GOLDEN_WP, 2), atol=1e-9)
+
+
+def test_copying_the_prior_is_the_answer_of_zeros():
+    assert format_trajectory(PRIOR, prior=PRIOR) == TRAJ_START + "[" + ",".join(["(0,0)"] * 6) + "]" + TRAJ_END
+
+
+def test_residual_text_follows_the_same_repair_policy():
+    assert parse_trajectory("<traj_start>[(1,2),(3,4)]<traj_end>", prior=PRIOR).error.startswith("wrong number")
+    np.testing.assert_allclose(parse_trajectory(SIX, prior=PRIOR).waypoints, PRIOR + SIX_ARRAY / 100)
+
+
+def test_a_bad_prior_is_the_callers_error():
+    with pytest.raises(ValueError, match="prior"):
+        parse_trajectory(GOLDEN_RESIDUAL, prior=np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="prior"):
+        format_trajectory(GOLDEN_WP, prior=np.full((6, 2), np.nan))
+
+
+@given(st.lists(st.tuples(finite_coordinate, finite_coordinate), min_size=6, max_size=6),
+       st.lists(st.tuples(finite_coordinate, finite_coordinate), min_size=6, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_residual_round_trip_equals_the_absolute_round_trip(points, prior_points):
+    """A residual answer carries exactly what the absolute one does: the same waypoints come back."""
+    wp, prior = np.array(points), np.array(prior_points)
+    text = format_trajectory(wp, prior=prior)
+    assert "." not in text  # whole centimetres
+    np.testing.assert_allclose(parse_trajectory(text, prior=prior).waypoints,
+                               parse_trajectory(format_trajectory(wp)).waypoints, atol=1e-9)

@@ -21,20 +21,30 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, Qwen2Tokenizer
 
 from planning.codec import format_number, format_trajectory, parse_trajectory
+from planning.kinematic import ctra_prior
 from vla_world import constrained
 from vla_world.constrained import (
     RADIUS,
+    RESIDUAL_CAP,
     Cursor,
     TemplateVocab,
     advance,
     constrained_generate_ids,
     number_complete,
+    number_hundredths,
+    residual_limit,
+    start_cursor,
 )
 from vla_world.data.planner_input import planner_input
 from vla_world.data.synthetic import synthetic_record
-from vla_world.inference import Planner
+from vla_world.inference import Planner, absolute_text
 from vla_world.model.llm import TinyLLMSize
-from vla_world.model.sequence import PLANNING_QUESTION, SYSTEM_PROMPT, EncodedSample
+from vla_world.model.sequence import (
+    PLANNING_QUESTION,
+    SYSTEM_PROMPT,
+    EncodedSample,
+    PromptOptions,
+)
 from vla_world.model.tokenizer import (
     IM_END,
     add_special_tokens,
@@ -341,3 +351,94 @@ def test_packed_attention_equals_transformers_sdpa():
     reference, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
     torch.testing.assert_close(packed, reference)
     assert packed.shape == (2, 4, 6, 8)
+
+
+# ---- residual answers: whole centimetres added to the prompt's prior --------------------------------
+REACH = (RESIDUAL_CAP - 2) / 100  # metres: the largest correction test answers make (rounding stays within the cap)
+
+
+def random_prior(rng: np.random.Generator, reach: float = 40.0) -> np.ndarray:
+    """A CTRA-like prior: six points along a random heading, out to `reach` metres."""
+    heading = rng.uniform(0, 2 * np.pi)
+    steps = np.linspace(reach / 6, reach, 6)[:, None]
+    return steps * np.array([np.cos(heading), np.sin(heading)]) + rng.normal(0, 0.5, (6, 2))
+
+
+def test_centimetre_numbers_are_whole_signed_integers_without_leading_zeros():
+    for value in (0, 1, -1, 105, -105, 3000, -3000):
+        assert number_complete(str(value), 3000, decimals=0)
+        assert number_hundredths(str(value)) == value
+    for text in ("-0", "01", "-01", "1.0", "-", "", "3001", "-3001", "+1", "1e2"):
+        assert not number_complete(text, 3000, decimals=0), text
+
+
+def test_residual_limit_keeps_prior_plus_answer_inside_the_bound():
+    assert residual_limit(np.zeros((6, 2))) == RESIDUAL_CAP  # the usual case: the cap
+    far = np.tile([0.0, 90.0], (6, 1))
+    assert residual_limit(far) == min(700, RESIDUAL_CAP)  # (99.99 - 90) m / sqrt(2), whole metres
+    assert residual_limit(np.tile([0.0, 100.0], (6, 1))) == 0  # a prior at the bound: only a copy of it
+
+
+def test_template_accepts_residual_answers_and_refuses_the_rest():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        prior = random_prior(rng)
+        answer = prior + np.clip(rng.normal(0, rng.choice([0.05, 2.0, 5.0]), (6, 2)), -REACH, REACH)
+        assert advance(start_cursor(prior), format_trajectory(answer, prior=prior)).done
+    zeros = format_trajectory(np.zeros((6, 2)), prior=np.zeros((6, 2)))
+    for text in (zeros.replace("(0,0)", "(0.00,0)", 1), zeros.replace("(0,0)", "(-0,0)", 1),
+                 zeros.replace("(0,0)", "(3001,0)", 1), zeros.replace("(0,0),", "", 1)):
+        cursor = advance(start_cursor(np.zeros((6, 2))), text)
+        assert cursor is None or not cursor.done, text
+
+
+@pytest.mark.parametrize("name", ["tiny", "qwen-style"])
+def test_every_residual_answer_as_the_tokenizer_encodes_it_can_be_decoded(name):
+    tok = TOKENIZERS[name]()
+    vocab = vocab_of(tok)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        prior = random_prior(rng)
+        answer = format_trajectory(prior + np.clip(rng.normal(0, 3.0, (6, 2)), -REACH, REACH), prior=prior)
+        target = tok(answer + IM_END, add_special_tokens=False)["input_ids"]
+        ids, cursor = vocab.forced(start_cursor(prior))
+        while not cursor.done:
+            options, after = vocab.allowed(cursor)
+            chosen = [k for k in options if int(vocab.token_ids[k]) == target[len(ids)]]
+            assert chosen, f"token {tok.decode([target[len(ids)]])!r} after {tok.decode(ids)!r} is not allowed"
+            forced, cursor = vocab.forced(after[options.index(chosen[0])])
+            ids += [target[len(ids)]] + forced
+        assert ids == target
+
+
+def test_random_residual_models_always_answer_inside_the_bound(tokenizer):
+    """Random models, priors near and far (95 m): prior + answer always parses, strictly inside 100 m."""
+    rng = np.random.default_rng(6)
+    for seed in range(2):
+        model = VLAModel.create_tiny(tokenizer, WIDTH, SMALL, PromptOptions(residual_answer=True), seed=seed).eval()
+        with torch.no_grad():
+            model.llm.get_input_embeddings().weight.mul_(1 + 6 * seed)
+        prompts = random_prompts(model, seed)
+        priors = [random_prior(rng, reach) for reach in (8.0, 40.0, 95.0)]
+        ids = constrained_generate_ids(model, [p.input_ids for p in prompts], [p.features for p in prompts],
+                                       priors=priors)
+        for row, prior in zip(ids, priors):
+            text = model.decode(row)
+            parsed = parse_trajectory(text, prior=prior)
+            assert parsed.ok, f"{text}: {parsed.error}"
+            assert np.linalg.norm(parsed.waypoints, axis=1).max() < 100.0
+            assert "." not in text and advance(start_cursor(prior), text).done
+
+
+def test_a_residual_planner_needs_the_priors_and_plans_prior_plus_answer(tokenizer):
+    model = VLAModel.create_tiny(tokenizer, WIDTH, SMALL, PromptOptions(residual_answer=True), seed=1).eval()
+    prompts = random_prompts(model, seed=2, count=2)
+    with pytest.raises(ValueError, match="one prior per prompt"):
+        constrained_generate_ids(model, [p.input_ids for p in prompts], [p.features for p in prompts])
+    record = synthetic_record(speed=6.0, token="plan0")
+    inp = planner_input(record)
+    result = Planner(model).plan(inp, fake_tokens(record))
+    prior = ctra_prior(inp)
+    np.testing.assert_allclose(result.trajectory, parse_trajectory(result.text, prior=prior).waypoints)
+    assert absolute_text(result.text, prior) == format_trajectory(result.trajectory)
+    assert absolute_text("no answer", prior) == "no answer" and absolute_text(result.text, None) == result.text

@@ -29,6 +29,19 @@ def test_planning_examples_skip_incomplete_futures():
     np.testing.assert_allclose(parse_trajectory(examples[0].answer).waypoints[:, 1], [2, 4, 6, 8, 10, 12])
 
 
+def test_residual_examples_are_the_future_minus_the_prompts_prior():
+    """Speeding up from a 4 m/s prior: the residual answer is the gap in cm, and parses back to the future."""
+    record = synthetic_record(speed=4.0, token="a")
+    record.ego_future = record.ego_future + np.array([0.0, 0.5])  # 50 cm ahead of the constant-speed rollout
+    (example,) = planning_examples([record], residual=True)
+    prior = ctra_prior(planner_input(record))
+    assert example.answer == "<traj_start>[" + ",".join(["(0,50)"] * 6) + "]<traj_end>"
+    np.testing.assert_allclose(parse_trajectory(example.answer, prior=prior).waypoints, record.ego_future, atol=0.005)
+    copies = planning_examples(kinematic_copy_records(small_records(), 3, seed=0), residual=True)
+    for copy in copies:  # a pseudo-record's future IS its prior: every correction is 0 cm
+        assert not parse_trajectory(copy.answer, prior=np.zeros((6, 2))).waypoints.any(), copy.answer
+
+
 def test_kinematic_copy_answers_are_the_prior_and_reuse_source_tokens():
     records = small_records()
     pseudo = kinematic_copy_records(records, 5, seed=0)

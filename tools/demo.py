@@ -11,9 +11,10 @@ exactly what a user would type):
   tokens      export scene / agent / map tokens per split (from perception, or oracle)
   frame_tokenizer  train the world model's tiny VQ frame tokenizer on train CAM_FRONT images
   frame-codes export each split's CAM_FRONT codes (cache/frames/<split>.safetensors)
-  align, instruct, motion, world-stage, planning   the supervised LLM stages at `tiny` size; align to
-              world read the exported tokens, planning fine-tunes the perception with the LLM on the
-              camera images (`data.token_source: online`; with --oracle: oracle tokens, LLM only).
+  align, instruct, motion, world-stage, planning   the supervised LLM stages at `tiny` size, on the
+              exported tokens; planning answers as the correction to the prompt's kinematic prior
+              (configs/planning/tiny.yaml; --smoke fine-tunes the perception online instead, to cover
+              that path; --oracle: oracle tokens).
               world-stage is the `world` stage (next-frame codes; named apart from the mini-world step);
               it is skipped, with a line saying so, when <cache>/frames/train.safetensors is missing,
               and planning then starts from motion.
@@ -210,14 +211,17 @@ def trained(step: Step, out: Path) -> Step:
 
 
 def planning_tokens(a: argparse.Namespace, ck: Path) -> tuple[str, ...]:
-    """Planning fine-tunes the demo's own perception (online, configs/planning/tiny.yaml); --oracle has none.
+    """Planning reads the exported token cache (configs/planning/tiny.yaml); --oracle: oracle tokens.
 
-    Smoke runs keep the online path too (its 2-step perception yields scene tokens only), so the
-    test of the demo covers it and the evaluation of an online checkpoint.
+    Smoke runs fine-tune the demo's perception online instead (its 2-step perception yields scene
+    tokens only), so the test of the demo still covers that path and the evaluation of an online
+    checkpoint.
     """
     if a.oracle:
         return ("--set", "data.token_source=oracle", "--set", "data.perception_config=configs/perception/tiny.yaml")
-    return ("--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
+    if a.smoke:
+        return ("--set", "data.token_source=online", "--set", f"data.perception_checkpoint={ck / 'perception' / 'last'}")
+    return ()
 
 
 def grpo_settings(a: argparse.Namespace) -> tuple[str, ...]:

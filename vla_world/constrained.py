@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+import numpy as np
 import torch
 from transformers import (
     AttentionInterface,
@@ -60,7 +61,7 @@ from transformers import (
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from planning.codec import TRAJ_END, TRAJ_START
+from planning.codec import TRAJ_END, TRAJ_START, hundredths
 from planning.evaluate import PLAUSIBLE_RANGE_M
 from vla_world.data.records import NUM_FUTURE
 from vla_world.model.vla import Features, VLAModel, left_pad, padded_positions
@@ -71,39 +72,50 @@ RADIUS = round(PLAUSIBLE_RANGE_M * 100) - 1  # hundredths of a metre: every poin
 NUMBER_CHARS = "-0123456789."
 TEMPLATE_CHARS = frozenset(NUMBER_CHARS + ",()[]")
 DECIMALS = 2
+# residual answers: at most 9.99 m of correction per coordinate (3 digits). Chosen on val
+# (docs/planning_experiments.md): a 30 m cap let a seed write 11-17 m corrections (a digit too many),
+# 0.92 m -> 0.81 m val L2 with this cap, the same as 5 m; train futures need > 10 m in 4 % of samples.
+RESIDUAL_CAP = 999
 
 
 # ---- the number language: format_number's strings with |value| <= bound (hundredths) ----------
-def number_feasible(text: str, bound: int) -> bool:
-    """Whether `text` starts some `format_number` string whose value is within +-`bound` hundredths."""
+# Two spellings of a value in hundredths: metres with two decimals ("-1.05", absolute answers) and
+# whole centimetres ("-105", residual answers, planning.codec); `decimals` says which.
+def number_feasible(text: str, bound: int, decimals: int = DECIMALS) -> bool:
+    """Whether `text` starts some number string (`decimals` 2 or 0) whose value is within +-`bound` hundredths."""
     negative = text.startswith("-")
     body = text[1:] if negative else text
-    integer, dot, decimals = body.partition(".")
+    integer, dot, digits = body.partition(".")
     if not integer.isdigit() and integer != "":
-        return False
-    if (dot and not integer) or not (decimals == "" or decimals.isdigit()) or len(decimals) > DECIMALS:
         return False
     if len(integer) > 1 and integer[0] == "0":
         return False  # no leading zeros
-    lowest = 1 if negative else 0  # never "-0.00"
+    lowest = 1 if negative else 0  # never "-0.00" / "-0"
+    if decimals == 0:
+        return not dot and not (negative and integer == "0") and max(int(integer or 0), lowest) <= bound
+    if (dot and not integer) or not (digits == "" or digits.isdigit()) or len(digits) > decimals:
+        return False
     if not integer:
         return lowest <= bound
     if not dot:  # completions include integer*100 .. integer*100 + 99
         return max(int(integer) * 100, lowest) <= bound
-    scale = 10 ** (DECIMALS - len(decimals))
-    low = int(integer) * 100 + (int(decimals) * scale if decimals else 0)
+    scale = 10 ** (decimals - len(digits))
+    low = int(integer) * 100 + (int(digits) * scale if digits else 0)
     return max(low, lowest) <= min(low + scale - 1, bound)
 
 
-def number_complete(text: str, bound: int) -> bool:
-    return number_feasible(text, bound) and len(text.partition(".")[2]) == DECIMALS
+def number_complete(text: str, bound: int, decimals: int = DECIMALS) -> bool:
+    """A whole number string: two decimals written, or (centimetres) at least one digit."""
+    if not number_feasible(text, bound, decimals):
+        return False
+    return len(text.partition(".")[2]) == DECIMALS if decimals else text.lstrip("-") != ""
 
 
 def number_hundredths(text: str) -> int:
-    """The value of a complete number string in hundredths ("-1.05" -> -105)."""
+    """The value of a complete number string in hundredths ("-1.05" -> -105, centimetres "-105" -> -105)."""
     negative = text.startswith("-")
-    integer, _, decimals = text.lstrip("-").partition(".")
-    value = int(integer) * 100 + int(decimals)
+    integer, dot, decimals = text.lstrip("-").partition(".")
+    value = int(integer) * 100 + int(decimals) if dot else int(integer)
     return -value if negative else value
 
 
@@ -144,6 +156,8 @@ class Cursor:
     forced: str = OPEN  # fixed text still to write before number `index`
     digits: str = ""  # what is written of number `index` (once `forced` is empty)
     x: int = 0  # hundredths of the current point's x (bounds its y)
+    decimals: int = DECIMALS  # 2: metres "1.05" (absolute answers); 0: centimetres "105" (residual answers)
+    limit: int | None = None  # residual answers: largest |number| in cm (`residual_limit`); None: the circle
     template: Template = TRAJECTORY
 
     @classmethod
@@ -153,6 +167,8 @@ class Cursor:
     @property
     def bound(self) -> int:
         """Largest |value| of number `index` in hundredths (y: inside the circle of radius RADIUS)."""
+        if self.limit is not None:
+            return self.limit
         return RADIUS if self.index % 2 == 0 else math.isqrt(RADIUS * RADIUS - self.x * self.x)
 
     @property
@@ -166,13 +182,31 @@ def step(cursor: Cursor, char: str) -> Cursor | None:
         return replace(cursor, forced=cursor.forced[1:]) if char == cursor.forced[0] else None
     if cursor.done:
         return None
-    if number_complete(cursor.digits, cursor.bound):
-        value = number_hundredths(cursor.digits)
-        after = Cursor(cursor.index + 1, cursor.template.pieces[cursor.index + 1], "",
-                       value if cursor.index % 2 == 0 else 0, cursor.template)
-        return step(after, char)
     digits = cursor.digits + char
-    return replace(cursor, digits=digits) if number_feasible(digits, cursor.bound) else None
+    if number_feasible(digits, cursor.bound, cursor.decimals):  # never a separator: the number goes on
+        return replace(cursor, digits=digits)
+    if number_complete(cursor.digits, cursor.bound, cursor.decimals):
+        value = number_hundredths(cursor.digits)
+        after = replace(cursor, index=cursor.index + 1, forced=cursor.template.pieces[cursor.index + 1], digits="",
+                        x=value if cursor.index % 2 == 0 else 0)
+        return step(after, char)
+    return None
+
+
+def start_cursor(prior: np.ndarray | None = None) -> Cursor:
+    """Where an answer starts: absolute metres, or (given the prompt's prior) residual centimetres."""
+    return Cursor() if prior is None else Cursor(decimals=0, limit=residual_limit(prior))
+
+
+def residual_limit(prior: np.ndarray) -> int:
+    """Largest |residual| in cm that keeps every point prior + residual strictly inside the bound.
+
+    |prior + r| <= |prior| + sqrt(2) max|r|, so max|r| = (RADIUS - max|prior|) / sqrt(2), floored to
+    whole metres (rows of similar priors share one cursor cache) and capped at RESIDUAL_CAP; 0 (copy
+    the prior) for a prior already at the bound, which no car reaches (3 s at 120 km/h is 100 m)."""
+    reach = float(np.max(np.hypot(*np.asarray(hundredths(prior), dtype=np.float64).T)))
+    room = int((RADIUS - math.ceil(reach)) / math.sqrt(2)) // 100 * 100
+    return max(0, min(RESIDUAL_CAP, room))
 
 
 def advance(cursor: Cursor | None, text: str) -> Cursor | None:
@@ -392,11 +426,16 @@ def _candidate_head(model: VLAModel, vocab: TemplateVocab) -> torch.Tensor:
 
 @torch.no_grad()
 def constrained_generate_ids(model: VLAModel, prompts: list[list[int]], features: list[Features],
-                             vocab: TemplateVocab | None = None) -> list[list[int]]:
-    """Template answers of a left-padded batch; returns only the new ids, without the closing <|im_end|>."""
+                             vocab: TemplateVocab | None = None,
+                             priors: list[np.ndarray] | None = None) -> list[list[int]]:
+    """Template answers of a left-padded batch; returns only the new ids, without the closing <|im_end|>.
+
+    A model with residual answers (`model.prompt.residual_answer`) needs each prompt's prior
+    (`planning.kinematic.ctra_prior` of its input): it bounds the centimetres so prior + answer stays
+    inside the plausibility bound."""
     vocab = vocab or template_vocab(model)
     with packed_attention(model.base_llm):
-        rows = _decode(model, prompts, features, vocab, _greedy)
+        rows = _decode(model, prompts, features, vocab, _greedy, start_cursors(model, len(prompts), priors))
     return [row.ids[:-1] if row.ids and row.ids[-1] == vocab.eos_id else row.ids for row in rows]
 
 
@@ -411,14 +450,17 @@ class SampledAnswer:
 @torch.no_grad()
 def constrained_sample_ids(model: VLAModel, prompts: list[list[int]], features: list[Features], temperature: float,
                            top_p: float, generator: torch.Generator | None = None,
-                           vocab: TemplateVocab | None = None) -> list[SampledAnswer]:
+                           vocab: TemplateVocab | None = None,
+                           priors: list[np.ndarray] | None = None) -> list[SampledAnswer]:
     """Template answers sampled (not greedy) inside the template: at each choice, the allowed tokens'
-    logits / `temperature`, nucleus-cut at `top_p`, then one draw from `generator` (GRPO's rollouts)."""
+    logits / `temperature`, nucleus-cut at `top_p`, then one draw from `generator` (GRPO's rollouts).
+    `priors`: as for `constrained_generate_ids` (residual answers)."""
     if temperature <= 0 or not 0 < top_p <= 1:
         raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
     vocab = vocab or template_vocab(model)
     with packed_attention(model.base_llm):
-        rows = _decode(model, prompts, features, vocab, lambda logits: _sample(logits, temperature, top_p, generator))
+        rows = _decode(model, prompts, features, vocab, lambda logits: _sample(logits, temperature, top_p, generator),
+                       start_cursors(model, len(prompts), priors))
     return [SampledAnswer(row.ids, row.chosen) for row in rows]
 
 
@@ -436,11 +478,23 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: t
     return int(order[pick])
 
 
+def start_cursors(model: VLAModel, count: int, priors: list[np.ndarray] | None) -> list[Cursor]:
+    if not model.prompt.residual_answer:
+        return [Cursor()] * count
+    if priors is None or len(priors) != count:
+        raise ValueError(f"this planner answers as a correction to its prompt's prior (residual_answer): pass one "
+                         f"prior per prompt (planning.kinematic.ctra_prior), got {0 if priors is None else len(priors)} "
+                         f"for {count} prompts")
+    return [start_cursor(p) for p in priors]
+
+
 def _decode(model: VLAModel, prompts: list[list[int]], features: list[Features], vocab: TemplateVocab,
-            pick) -> list[_Row]:
-    start_ids, start = vocab.forced(Cursor())
-    rows = [_Row(list(start_ids), start, [False] * len(start_ids)) for _ in prompts]
-    stepper = _Stepper(model, [p + start_ids for p in prompts], features)
+            pick, starts: list[Cursor]) -> list[_Row]:
+    rows = []
+    for cursor in starts:
+        ids, after = vocab.forced(cursor)
+        rows.append(_Row(list(ids), after, [False] * len(ids)))
+    stepper = _Stepper(model, [p + row.ids for p, row in zip(prompts, rows)], features)
     head = _candidate_head(model, vocab)
     while not all(row.done for row in rows):
         logits = stepper.last @ head.T  # (B, C)

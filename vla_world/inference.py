@@ -32,6 +32,8 @@ import yaml
 from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_tokens_for
+from planning.codec import format_trajectory, parse_trajectory
+from planning.kinematic import ctra_prior
 from planning.structured import parse_answer
 from vla_world.checkpoint import check_stage, read_state
 from vla_world.config import config_from_dict
@@ -85,17 +87,29 @@ class Planner:
         return cls(model, **kwargs)
 
     def plan(self, inp: PlannerInput, tokens: PerceptionTokens) -> PlanResult:
-        return to_plan_result(self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)])[0])
+        prior = self.answer_prior(inp)
+        text = self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)], priors=[prior])[0]
+        return to_plan_result(text, prior)
 
-    def plan_texts(self, prompts: list[EncodedSample], progress: bool = False) -> list[str]:
-        """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says."""
+    def answer_prior(self, inp: PlannerInput) -> np.ndarray | None:
+        """The prior a residual answer corrects (the prompt's CTRA rollout), or None for absolute answers."""
+        return ctra_prior(inp) if self.model.prompt.residual_answer else None
+
+    def plan_texts(self, prompts: list[EncodedSample], progress: bool = False,
+                   priors: list[np.ndarray | None] | None = None) -> list[str]:
+        """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says
+        (`priors`: each prompt's `answer_prior`, needed by residual answers)."""
         structured = bool(self.model.prompt.answer_blocks)  # the checkpoint's answer form decides
         if self.decoding == GREEDY:
             return self.generate(prompts, STRUCTURED_MAX_NEW_TOKENS if structured else PLAN_MAX_NEW_TOKENS, progress)
         decode = structured_generate_ids if structured else constrained_generate_ids
         texts = []
-        for chunk in self._chunks(prompts, progress, "plan"):
-            ids = decode(self.model, [s.input_ids for s in chunk], [s.features for s in chunk])
+        for start, chunk in zip(range(0, len(prompts), self.batch_size), self._chunks(prompts, progress, "plan")):
+            inputs = ([s.input_ids for s in chunk], [s.features for s in chunk])
+            if structured:
+                ids = decode(self.model, *inputs)
+            else:
+                ids = decode(self.model, *inputs, priors=None if priors is None else priors[start:start + len(chunk)])
             texts += [self.model.decode(i) for i in ids]
         return texts
 
@@ -113,9 +127,19 @@ class Planner:
             yield prompts[start:start + self.batch_size]
 
 
-def to_plan_result(text: str) -> PlanResult:
-    parsed = parse_answer(text).trajectory  # structured or plain: the trajectory inside <answer>
+def to_plan_result(text: str, prior: np.ndarray | None = None) -> PlanResult:
+    # absolute answers, structured or plain: the trajectory inside <answer>; residual ones need their prior
+    parsed = parse_answer(text).trajectory if prior is None else parse_trajectory(text, prior)
     return PlanResult(trajectory=parsed.waypoints, text=text, parse_error=parsed.error)
+
+
+def absolute_text(text: str, prior: np.ndarray | None) -> str:
+    """A residual answer rewritten as the absolute answer it means (`format_trajectory` of its waypoints),
+    so a predictions file parses without the prompt; absolute answers and unparsable ones unchanged."""
+    if prior is None:
+        return text
+    parsed = parse_trajectory(text, prior)
+    return format_trajectory(parsed.waypoints) if parsed.ok else text
 
 
 def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> PerceptionTokens:
@@ -232,7 +256,11 @@ def split_of(records: list[SampleRecord]) -> str:
 def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: TokenSource | None = None,
                   batch_size: int = 8, progress: bool = True, dataroot: str | Path | None = None,
                   tokens: dict[str, PerceptionTokens] | None = None, decoding: str = CONSTRAINED) -> dict[str, str]:
-    """{sample_token: raw planner text} for every record (parse with planning.codec.parse_trajectory).
+    """{sample_token: planner text} for every record (parse with planning.codec.parse_trajectory).
+
+    A planner with residual answers answers in centimetres relative to its prompt's prior; its texts
+    come back as the absolute answers they mean (`absolute_text`; one that does not parse comes back
+    raw and fails the same way), so prediction files stay self-contained.
 
     `decoding`: "constrained" (default: every answer is a 6-point template answer) or "greedy".
 
@@ -245,9 +273,11 @@ def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: T
         tokens = load_source_tokens(source, checkpoint, records, dataroot)
     planner = Planner.from_checkpoint(checkpoint, batch_size=batch_size, decoding=check_decoding(decoding))
     builder = planner.model.sequence_builder
-    prompts = [builder.encode(planner_input(r), _tokens_for(r, tokens), PLANNING_QUESTION) for r in records]
-    texts = planner.plan_texts(prompts, progress)
-    return {r.sample_token: t for r, t in zip(records, texts)}
+    inputs = [planner_input(r) for r in records]
+    prompts = [builder.encode(inp, _tokens_for(r, tokens), PLANNING_QUESTION) for inp, r in zip(inputs, records)]
+    priors = [planner.answer_prior(inp) for inp in inputs]
+    texts = planner.plan_texts(prompts, progress, priors)
+    return {r.sample_token: absolute_text(t, p) for r, t, p in zip(records, texts, priors)}
 
 
 @torch.no_grad()

@@ -18,7 +18,9 @@ The prompt is built by hand (no chat template), identical in training and infere
 Each placeholder (`<SCENE>`, `<AGENT>`, `<MAP>`, `<OBJECT>`) is one token repeated once per
 perception token; `vla_world.model.vla` replaces their embeddings with the projected tokens in
 order. Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
-supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals.
+supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals;
+with `PromptOptions.residual_answer` the system prompt says the planning answer is the correction
+to the prompt's kinematic prior in whole centimetres (`planning.codec`, "Residual answers").
 
 The prompt is a function of `PlannerInput` (no labels) and the perception tokens only, so no
 prompt can see the future (tests/test_planner_boundary.py builds it from records whose futures are
@@ -49,6 +51,10 @@ IGNORE_INDEX = -100
 SYSTEM_INTRO = "You are VLA-World, a driving planner. Coordinates: x to the right, y forward, metres; you are at (0,0). "
 SYSTEM_OUTRO = " Answer other questions in plain text."
 SYSTEM_PROMPT = SYSTEM_INTRO + system_prompt_format(()) + SYSTEM_OUTRO  # the plain answer's (the default)
+RESIDUAL_FORMAT = ("Plan 3 seconds as 6 waypoints, one every 0.5 s, written as corrections to the kinematic prior in "
+                   "whole centimetres: <traj_start>[(dx1,dy1),(dx2,dy2),(dx3,dy3),(dx4,dy4),(dx5,dy5),(dx6,dy6)]"
+                   "<traj_end>.")
+RESIDUAL_SYSTEM_PROMPT = SYSTEM_INTRO + RESIDUAL_FORMAT + SYSTEM_OUTRO  # residual answers (planning.codec)
 PLANNING_QUESTION = "Plan the ego trajectory for the next 3 seconds."
 # the world stage's question (paper 004's future-frame pretraining); its answer is a <visual> block
 WORLD_QUESTION = "Imagine the front camera 0.5 s ahead."
@@ -64,17 +70,27 @@ class PromptOptions:
     # the planning answer's blocks (planning.structured.AnswerConfig.blocks); () = the plain trajectory.
     # The system prompt describes them, and decoding follows them (vla_world.inference)
     answer_blocks: tuple[str, ...] = ()
+    # planning answers are the correction to that rollout in centimetres (planning.codec, "Residual answers")
+    residual_answer: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         blocks = tuple(self.answer_blocks)  # a list when read back from vla.json
         unknown = [b for b in blocks if b not in BLOCKS]
         if unknown or (blocks and blocks[-1] != "answer"):
             raise ValueError(f"PromptOptions.answer_blocks={blocks!r}: names from {BLOCKS}, ending with 'answer'")
         object.__setattr__(self, "answer_blocks", blocks)
+        if self.residual_answer and not self.kinematic_prior:
+            raise ValueError("model.residual_answer: true needs model.kinematic_prior: true (the answer corrects the "
+                             "prior the prompt shows)")
+        if self.residual_answer and blocks:
+            raise ValueError("model.residual_answer with a structured answer (data.answer) is not built yet: the "
+                             "structured decoder writes absolute metres; turn one of them off")
 
 
 def system_prompt(options: PromptOptions) -> str:
-    """The system turn: the plain answer's (SYSTEM_PROMPT) or one that describes the structured blocks."""
+    """The system turn: the plain answer's (SYSTEM_PROMPT), the residual one's, or one describing the blocks."""
+    if options.residual_answer:
+        return RESIDUAL_SYSTEM_PROMPT
     return SYSTEM_INTRO + system_prompt_format(options.answer_blocks) + SYSTEM_OUTRO
 
 

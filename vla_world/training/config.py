@@ -27,10 +27,16 @@ class ModelConfig:
     num_heads: int = 4  # tiny only: attention heads
     num_kv_heads: int = 2  # tiny only: key/value heads (grouped-query attention)
     kinematic_prior: bool = True  # put the CTRA rollout of the ego state into the prompt (planning.kinematic)
+    # planning answers as the correction to that rollout, in whole centimetres (planning.codec "Residual answers");
+    # set by the stage that trains planning answers, kept by the checkpoint (vla.json) for inference
+    residual_answer: bool = False
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset {self.preset!r} is not one of {list(PRESETS)}")
+        if self.residual_answer and not self.kinematic_prior:
+            raise ValueError("model.residual_answer: true needs model.kinematic_prior: true (the answer corrects the "
+                             "prior the prompt shows)")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
 

@@ -56,15 +56,18 @@ class TrainingExample:
 
 def planning_examples(records: list[SampleRecord], answer: AnswerConfig | None = None,
                       tokens: dict[str, PerceptionTokens] | None = None, seed: int = 0,
-                      qa: StageDataConfig | None = None) -> list[TrainingExample]:
+                      qa: StageDataConfig | None = None, residual: bool = False) -> list[TrainingExample]:
     """The planning stage's examples (the one builder of them): the GT ego future as the answer, in
     `planning.codec` text, or the structured answer around it when `answer.structured` (then the
     perception `tokens` of every record are needed: <perception> and <think> name what perception
-    saw); samples whose future is incomplete (near a scene end) are left out."""
+    saw); samples whose future is incomplete (near a scene end) are left out.
+
+    `residual` (plain answers only): the answer is the future's correction to the CTRA prior the prompt
+    shows, computed from the planner input (`ctra_prior(planner_input(r))`), so no label reaches the prompt."""
     answer = answer or AnswerConfig()
     complete = [r for r in records if bool(np.all(r.ego_future_mask))]
     if not answer.structured:
-        return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future)) for r in complete]
+        return [TrainingExample(r.sample_token, PLANNING_QUESTION, planning_answer(r, residual)) for r in complete]
     if tokens is None:
         raise ValueError("planning_examples: data.answer.structured needs the perception tokens of the records")
     qa = qa or StageDataConfig()
@@ -106,6 +109,12 @@ def load_world_codes(cfg: DataConfig, split: str) -> tuple[dict[str, np.ndarray]
     return load_frame_codes(f"{cfg.frame_codes}/{split}.safetensors")
 
 
+def planning_answer(record: SampleRecord, residual: bool = False) -> str:
+    """The training answer of one record: absolute metres, or the residual to its prompt's prior."""
+    prior = ctra_prior(planner_input(record)) if residual else None
+    return format_trajectory(record.ego_future, prior=prior)
+
+
 def kinematic_copy_records(records: list[SampleRecord], count: int, seed: int) -> list[SampleRecord]:
     """`count` pseudo-records whose ego state is perturbed and whose future IS the CTRA rollout of that state.
 
@@ -137,12 +146,12 @@ def source_token(sample_token: str) -> str:
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
                    qa: StageDataConfig | None = None, frame_codes: dict[str, np.ndarray] | None = None,
-                   answer: AnswerConfig | None = None, tokens: dict[str, PerceptionTokens] | None = None
-                   ) -> list[TrainingExample]:
+                   answer: AnswerConfig | None = None, tokens: dict[str, PerceptionTokens] | None = None,
+                   residual: bool = False) -> list[TrainingExample]:
     """Examples of `stage`: our planning answers (form `answer`; structured ones read `tokens`), the world
     stage's next-frame codes (`frame_codes`), or vla_world.qa's builder (settings `qa`) for the QA stages."""
     if source in ("planning", "rewards"):  # grpo: the planning prompts; its answers are sampled
-        return planning_examples(records, answer, tokens, seed, qa)
+        return planning_examples(records, answer, tokens, seed, qa, residual)
     if source == "world":
         if frame_codes is None:
             raise ValueError(f"stage {stage!r}: its examples need the frame codes (load_world_codes)")

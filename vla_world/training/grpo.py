@@ -43,6 +43,8 @@ import yaml
 from accelerate import Accelerator
 from tqdm import tqdm
 
+from planning.codec import format_trajectory, parse_trajectory
+from planning.kinematic import ctra_prior
 from planning.reward_targets import reward_target_of
 from planning.rewards import TERMS, RewardConfig, RewardTarget, score_answer
 from vla_world.checkpoint import (
@@ -101,6 +103,7 @@ class Prompt:
 
     sample: EncodedSample  # prompt-only ids + features
     target: RewardTarget
+    prior: np.ndarray | None = None  # residual answers: the prompt's CTRA rollout the answer corrects
 
 
 @dataclass
@@ -137,8 +140,10 @@ def build_prompts(cfg: StageConfig, model: VLAModel, records: list, tokens: dict
     prompts = []
     for ex in examples:
         record = by_token[ex.sample_token]
-        sample = builder.encode(planner_input(record), tokens[ex.sample_token], PLANNING_QUESTION)  # no answer
-        prompts.append(Prompt(sample, reward_target_of(record, cfg.grpo.convention)))
+        inp = planner_input(record)
+        sample = builder.encode(inp, tokens[ex.sample_token], PLANNING_QUESTION)  # no answer
+        prior = ctra_prior(inp) if model.prompt.residual_answer else None
+        prompts.append(Prompt(sample, reward_target_of(record, cfg.grpo.convention), prior))
     return prompts
 
 
@@ -155,10 +160,12 @@ def sample_answers(model: VLAModel, prompts: list[Prompt], cfg: StageConfig, gen
     g = cfg.grpo.group_size
     ids = [p.sample.input_ids for p in prompts for _ in range(g)]
     features = [p.sample.features for p in prompts for _ in range(g)]
+    priors = [p.prior for p in prompts for _ in range(g)] if model.prompt.residual_answer else None
     was_training = model.training
     model.eval()
     try:
-        return constrained_sample_ids(model, ids, features, cfg.grpo.temperature, cfg.grpo.top_p, generator)
+        return constrained_sample_ids(model, ids, features, cfg.grpo.temperature, cfg.grpo.top_p, generator,
+                                      priors=priors)
     finally:
         model.train(was_training)
 
@@ -168,12 +175,21 @@ def score_group(model: VLAModel, prompts: list[Prompt], answers: list[SampledAns
     """(P, G) total rewards and {term: (P, G) scores} (a term that does not apply scores NaN)."""
     totals, terms = [], {t: [] for t in TERMS}
     for k, answer in enumerate(answers):
-        scores = score_answer(model.decode(answer.ids), prompts[k // group_size].target, reward)
+        prompt = prompts[k // group_size]
+        scores = score_answer(absolute_answer(model.decode(answer.ids), prompt.prior), prompt.target, reward)
         totals.append(scores.total)
         for t in TERMS:
             terms[t].append(np.nan if scores.terms[t] is None else scores.terms[t])
     shape = (len(prompts), group_size)
     return np.reshape(totals, shape), {t: np.reshape(v, shape) for t, v in terms.items()}
+
+
+def absolute_answer(text: str, prior: np.ndarray | None) -> str:
+    """A residual answer as the absolute trajectory text it means (what the verifiers read); others unchanged."""
+    if prior is None:
+        return text
+    parsed = parse_trajectory(text, prior)
+    return format_trajectory(parsed.waypoints) if parsed.ok else text
 
 
 def rollout_batch(prompts: list[Prompt], answers: list[SampledAnswer], group_size: int, pad_id: int) -> dict:

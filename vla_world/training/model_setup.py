@@ -69,7 +69,7 @@ def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig
 def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleRecord],
                 tokens: dict[str, PerceptionTokens]) -> VLAModel:
     width = next(iter(tokens.values())).width
-    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior)
+    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior, residual_answer=cfg.model.residual_answer)
     if cfg.model.preset == "tiny":
         tokenizer = train_tokenizer(tokenizer_corpus(records, cfg.train.seed, cfg.data.qa), cfg.model.vocab_size)
         log.info("trained a byte-level BPE tokenizer: %d tokens", len(tokenizer))
@@ -102,7 +102,9 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
                  visual.codebook_size, visual.codes_per_frame, len(model.tokenizer),
                  model.base_llm.get_input_embeddings().num_embeddings)
     if spec.examples == "planning":  # the answer form is the planning stage's; the model carries it on
-        model.prompt = replace(model.prompt, answer_blocks=cfg.data.answer.blocks())
+        model.prompt = replace(model.prompt, answer_blocks=cfg.data.answer.blocks(),
+                               residual_answer=cfg.model.residual_answer)
+        log.info("planning answers: %s", "residual to the prior, cm" if cfg.model.residual_answer else "absolute, m")
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()

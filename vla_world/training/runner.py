@@ -177,13 +177,14 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
         examples, visual = world_stage_examples(cfg, records)
     else:
         examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa,
-                                  answer=cfg.data.answer, tokens=tokens)
+                                  answer=cfg.data.answer, tokens=tokens, residual=cfg.model.residual_answer)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
         examples = [examples[i] for i in keep]
     if spec.examples == "planning" and cfg.data.kinematic_copy_examples:
         pseudo = kinematic_copy_records(records, cfg.data.kinematic_copy_examples, cfg.train.seed)
-        examples += planning_examples(pseudo, cfg.data.answer, tokens, cfg.train.seed, cfg.data.qa)
+        examples += planning_examples(pseudo, cfg.data.answer, tokens, cfg.train.seed, cfg.data.qa,
+                                      cfg.model.residual_answer)
         records = records + pseudo
         log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
     model = model_builder(records, tokens, visual)
