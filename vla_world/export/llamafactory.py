@@ -1,0 +1,98 @@
+"""Write one stage and split for LLaMA-Factory: the sharegpt file, its dataset_info.json entry, a metadata file.
+
+    examples, skipped = export_examples("instruct", records, frame_codes=None)
+    rows, counts = sharegpt_rows(examples, records, tokens, options, dataroot)
+    paths = write_export(out, dataset_name("instruct", "val", "text"), rows, meta)
+
+Files in `out` (several exports can share one folder, as LLaMA-Factory's `dataset_dir`):
+  <name>.json           the records (vla_world.export.sharegpt)
+  dataset_info.json     one entry per exported name (merged into an existing file)
+  <name>.meta.json      project version, stage, split, vision, token source, counts, the command, and the
+                        LLaMA-Factory settings this data needs (template, new_special_tokens)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vla_world.data.records import SampleRecord
+from vla_world.export.sharegpt import dataset_info_entry
+from vla_world.export.world import frame_code_tokens, world_examples
+from vla_world.model.tokenizer import STRUCTURE_TOKENS
+from vla_world.training.data import TrainingExample, stage_examples
+from vla_world.training.stages import STAGES
+
+EXPORT_STAGES = ("align", "instruct", "motion", "world", "planning")
+PACKED_BY_DEFAULT = ("instruct",)  # the stages whose tiny config sets data.pack_questions
+
+
+def dataset_name(stage: str, split: str, vision: str) -> str:
+    return f"vla_world_{stage}_{split}_{vision}"
+
+
+def export_examples(stage: str, records: list[SampleRecord], seed: int = 0,
+                    frame_codes: dict[str, np.ndarray] | None = None) -> tuple[list[TrainingExample], dict]:
+    """The stage's examples exactly as our trainer builds them (world: from `frame_codes`), and skips by reason."""
+    if stage == "world":
+        if frame_codes is None:
+            raise ValueError("the world stage's answers are frame codes: pass the frame-code cache (--frame-codes)")
+        return world_examples(records, frame_codes)
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {list(EXPORT_STAGES)}")
+    return stage_examples(stage, STAGES[stage].examples, records, seed=seed), {}
+
+
+def special_tokens_used(rows: list[dict], stage: str, codebook_size: int | None) -> list[str]:
+    """Our special tokens the answers hold (LLaMA-Factory's `new_special_tokens`); world: the whole codebook."""
+    text = "".join(m["value"] for r in rows for m in r["conversations"])
+    found = [t for t in STRUCTURE_TOKENS if t in text]
+    if stage == "world" and codebook_size:
+        found += frame_code_tokens(codebook_size)
+    return found
+
+
+def llamafactory_settings(vision: str, special_tokens: list[str]) -> dict:
+    """The YAML keys this data needs (configs/llamafactory/*.yaml has the rest).
+
+    The special tokens go in `add_special_tokens` (llamafactory 0.9.5, src/llamafactory/hparams/
+    model_args.py; it turns `resize_vocab` on when any is new). FSDrive's vendored 0.9.2.dev0 named
+    the same key `new_special_tokens`; 0.9.5's argument parser refuses that name.
+    """
+    settings = {"template": "qwen2_vl" if vision == "images" else "qwen", "skip_special_tokens": False}
+    if special_tokens:
+        settings["add_special_tokens"] = ",".join(special_tokens)
+        settings["resize_vocab"] = True
+    return settings
+
+
+def check_names(rows: list[dict]) -> None:
+    """Refuse text that LLaMA-Factory would misread: a stray `<image>` in text mode is counted as an image."""
+    for row in rows:
+        markers = sum(len(re.findall(r"<image>", m["value"])) for m in row["conversations"])
+        if markers != len(row.get("images", [])):
+            raise ValueError(f"record {row['id']}: {markers} <image> markers but {len(row.get('images', []))} images")
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_export(out: str | Path, name: str, rows: list[dict], meta: dict) -> dict[str, Path]:
+    """Write the records, merge the dataset_info.json entry, write the metadata; returns the paths."""
+    check_names(rows)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"data": out / f"{name}.json", "dataset_info": out / "dataset_info.json", "meta": out / f"{name}.meta.json"}
+    info = json.loads(paths["dataset_info"].read_text()) if paths["dataset_info"].is_file() else {}
+    info[name] = dataset_info_entry(paths["data"].name, images=any("images" in r for r in rows))
+    write_json_atomic(paths["data"], rows)
+    write_json_atomic(paths["dataset_info"], info)
+    write_json_atomic(paths["meta"], meta)
+    return paths
