@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tests.tool_helpers import load_tool
 
@@ -196,6 +197,8 @@ def test_world_answers_are_the_next_keyframes_codes_as_special_tokens(mini_world
     assert len(exported) == len(records) - scenes and m["counts"]["skipped_samples"] == {"no next keyframe": scenes}
     assert m["llamafactory"]["add_special_tokens"].split(",") == ["<visual>", "</visual>", *(f"<vis_{i}>" for i in range(16))]
     assert m["llamafactory"]["resize_vocab"] is True
+    described = yaml.safe_load((tmp_path / "vla_world_world_val_text.special_tokens.yaml").read_text())
+    assert list(described) == m["llamafactory"]["add_special_tokens"].split(",") and "code 3 " in described["<vis_3>"]
 
 
 def test_perception_text_golden_case():

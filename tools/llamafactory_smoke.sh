@@ -35,6 +35,17 @@ if [ ! -f "$LF_VENV/.installed-$LF_VERSION" ]; then
   touch "$LF_VENV/.installed-$LF_VERSION"
 fi
 
+echo "== every configs/llamafactory/*.yaml uses only keys llamafactory $LF_VERSION knows (a misspelt key is an error there)"
+"$LF_VENV/bin/python" - configs/llamafactory/*.yaml <<'PYEOF'
+import sys, yaml
+from llamafactory.hparams.parser import _TRAIN_ARGS  # the dataclasses llamafactory-cli train parses into
+known = set().union(*(cls.__dataclass_fields__ for cls in _TRAIN_ARGS))
+unknown = {path: sorted(set(yaml.safe_load(open(path))) - known) for path in sys.argv[1:]}
+for path, keys in unknown.items():
+    print(f"   {path}: {'ok' if not keys else 'unknown keys: ' + ', '.join(keys)}")
+sys.exit(1 if any(unknown.values()) else 0)
+PYEOF
+
 echo "== exporting the planning train split (--vision text, tokens: $TOKENS)"
 rm -rf "$OUT/data" "$OUT/run"
 "$VPY" tools/export_data.py --format llamafactory --stage planning --split train --vision text \

@@ -8,7 +8,9 @@ Files in `out` (several exports can share one folder, as LLaMA-Factory's `datase
   <name>.json           the records (vla_world.export.sharegpt)
   dataset_info.json     one entry per exported name (merged into an existing file)
   <name>.meta.json      project version, stage, split, vision, token source, counts, the command, and the
-                        LLaMA-Factory settings this data needs (template, new_special_tokens)
+                        LLaMA-Factory settings this data needs (template, add_special_tokens)
+  <name>.special_tokens.yaml  when answers hold our special tokens: {token: meaning}, for the training
+                        YAML's `new_special_tokens_config` (the world stage's 2 + codebook-size tokens)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from vla_world.data.records import SampleRecord
 from vla_world.export.sharegpt import dataset_info_entry
@@ -60,14 +63,24 @@ def llamafactory_settings(vision: str, special_tokens: list[str]) -> dict:
     """The YAML keys this data needs (configs/llamafactory/*.yaml has the rest).
 
     The special tokens go in `add_special_tokens` (llamafactory 0.9.5, src/llamafactory/hparams/
-    model_args.py; it turns `resize_vocab` on when any is new). FSDrive's vendored 0.9.2.dev0 named
-    the same key `new_special_tokens`; 0.9.5's argument parser refuses that name.
+    model_args.py; it turns `resize_vocab` on when any is new), or as a file in
+    `new_special_tokens_config` (write_export writes it). FSDrive's vendored 0.9.2.dev0 named the key
+    `new_special_tokens`; 0.9.5's argument parser refuses that name.
     """
     settings = {"template": "qwen2_vl" if vision == "images" else "qwen", "skip_special_tokens": False}
     if special_tokens:
         settings["add_special_tokens"] = ",".join(special_tokens)
         settings["resize_vocab"] = True
     return settings
+
+
+def token_descriptions(special_tokens: list[str]) -> dict[str, str]:
+    """{token: what it means}: LLaMA-Factory's `new_special_tokens_config` file (0.9.5; descriptions feed its
+    optional `init_special_tokens: desc_init`, the default `noise_init` only reads the keys)."""
+    meaning = {"<traj_start>": "start of the planned ego trajectory", "<traj_end>": "end of the planned ego trajectory",
+               "<prediction>": "start of the agents' predicted motion", "</prediction>": "end of the predicted motion",
+               "<visual>": "start of the imagined next front-camera frame", "</visual>": "end of the imagined frame"}
+    return {t: meaning.get(t) or f"visual code {t[5:-1]} of the next front-camera frame" for t in special_tokens}
 
 
 def check_names(rows: list[dict]) -> None:
@@ -94,5 +107,11 @@ def write_export(out: str | Path, name: str, rows: list[dict], meta: dict) -> di
     info[name] = dataset_info_entry(paths["data"].name, images=any("images" in r for r in rows))
     write_json_atomic(paths["data"], rows)
     write_json_atomic(paths["dataset_info"], info)
+    special = meta.get("llamafactory", {}).get("add_special_tokens")
+    if special:
+        paths["special_tokens"] = out / f"{name}.special_tokens.yaml"
+        tmp = paths["special_tokens"].with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(token_descriptions(special.split(",")), sort_keys=False, allow_unicode=True))
+        os.replace(tmp, paths["special_tokens"])
     write_json_atomic(paths["meta"], meta)
     return paths
