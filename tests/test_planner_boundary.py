@@ -30,7 +30,8 @@ from vla_world.model.sequence import PLANNING_QUESTION
 torch.set_num_threads(1)
 
 LABEL_FIELDS = ("ego_future", "ego_future_yaw", "agent_future", "agent_future_yaw", "future_box", "agent_box",
-                "agent_velocity", "agent_category", "agent_class", "agent_instance", "map_polylines")
+                "agent_velocity", "agent_category", "agent_class", "agent_instance", "map_polylines",
+                "next_sample_token", "next_front_camera_path")
 
 
 def without_labels(record: SampleRecord) -> SampleRecord:
@@ -38,7 +39,8 @@ def without_labels(record: SampleRecord) -> SampleRecord:
     nan = {name: np.full_like(getattr(record, name), np.nan, dtype=np.float32)
            for name in ("ego_future", "ego_future_yaw", "agent_future", "agent_future_yaw", "future_box", "agent_box",
                         "agent_velocity")}
-    return dataclasses.replace(record, **nan, map_polylines=[p * np.nan for p in record.map_polylines])
+    return dataclasses.replace(record, **nan, map_polylines=[p * np.nan for p in record.map_polylines],
+                               next_sample_token="LEAK", next_front_camera_path="LEAK.jpg")
 
 
 def inputs_equal(a: PlannerInput, b: PlannerInput) -> bool:
@@ -53,7 +55,8 @@ def records():
 def test_planner_input_has_no_label_field():
     fields = {f.name for f in dataclasses.fields(PlannerInput)}
     assert not fields & set(LABEL_FIELDS)
-    assert {"ego_future", "future_box", "context_track_ids"} <= {f.name for f in dataclasses.fields(PlanningTargets)}
+    assert {"ego_future", "future_box", "context_track_ids", "next_sample_token",
+            "next_front_camera_path"} <= {f.name for f in dataclasses.fields(PlanningTargets)}
 
 
 def test_inputs_from_nan_labels_are_identical(records):

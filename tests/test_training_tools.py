@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from tool_helpers import ROOT, load_tool
+from world_helpers import CODES_PER_FRAME, random_frame_codes
 
 torch.set_num_threads(1)
 # a very small LLM and few examples keep the whole chain within seconds
@@ -26,23 +27,27 @@ def train(stage: str, world: Path, ckpt: Path, *extra: str) -> None:
     assert load_tool("train").main(argv) == 0
 
 
+STAGES = ("align", "instruct", "motion", "world", "planning")
+
+
 @pytest.fixture(scope="module")
 def chain(mini_world, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("checkpoints")
-    for stage in ("align", "instruct", "motion", "planning"):
-        train(stage, mini_world, ckpt)
+    frames = random_frame_codes(mini_world, tmp_path_factory.mktemp("frames"))
+    for stage in STAGES:
+        train(stage, mini_world, ckpt, *(("--set", f"data.frame_codes={frames}") if stage == "world" else ()))
     return mini_world, ckpt
 
 
 def test_every_stage_trains_two_steps_from_the_previous(chain):
     _, ckpt = chain
-    for stage in ("align", "instruct", "motion", "planning"):
+    for stage in STAGES:
         state = json.loads((ckpt / stage / "last" / "state.json").read_text())
         assert state["stage"] == stage and state["progress"]["step"] == 2
         assert all(math.isfinite(loss) and loss > 0 for loss in state["progress"]["losses"])
         assert (ckpt / stage / "last" / "tokenizer.json").is_file()
     log = (ckpt / "planning" / "train.log").read_text()
-    assert "start: " + str(ckpt / "motion" / "last") in log
+    assert "start: " + str(ckpt / "world" / "last") in log
     # oracle tokens have no network behind them, so planning trains projectors + LLM and says why
     assert "perception: none (oracle tokens from ground truth: there is no network to train; planning" in log
     align_log = (ckpt / "align" / "train.log").read_text()
@@ -57,8 +62,28 @@ def test_resume_through_the_tool(chain):
 
 
 def test_missing_previous_stage_is_a_readable_error(mini_world, tmp_path):
-    with pytest.raises(FileNotFoundError, match="train 'motion' first"):
+    with pytest.raises(FileNotFoundError, match="train 'world' first"):
         train("planning", mini_world, tmp_path)
+
+
+def test_world_stage_grows_the_vocabulary_and_imagines_k_codes(chain):
+    world, ckpt = chain
+    from vla_world.model.vla import VLAModel
+    from vla_world.world_inference import imagine_codes
+
+    log = (ckpt / "world" / "train.log").read_text()
+    assert "start: " + str(ckpt / "motion" / "last") in log
+    assert re.search(r"world: \d+ of \d+ samples have no next keyframe", log)  # counted and logged
+    assert f"{CODES_PER_FRAME} codes per frame" in log
+    for stage in ("world", "planning"):  # planning inherits the grown vocabulary
+        meta = json.loads((ckpt / stage / "last" / "vla.json").read_text())
+        assert meta["visual"] == {"codebook_size": 32, "codes_per_frame": CODES_PER_FRAME}
+        assert "<vis_31>" in (ckpt / stage / "last" / "tokenizer.json").read_text()
+    assert VLAModel.from_folder(ckpt / "planning" / "last").visual is not None
+    codes = imagine_codes(ckpt / "world" / "last", "val", str(world), tokens="oracle", max_samples=3, progress=False)
+    assert len(codes) == 3
+    assert all(c.shape == (CODES_PER_FRAME,) and c.dtype.kind == "i" and 0 <= c.min() and c.max() < 32
+               for c in codes.values())
 
 
 def test_plan_tool_prints_parse_status(chain, capsys):

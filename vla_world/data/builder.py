@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # the devkit is imported only when building: it costs seconds
     from nuscenes import NuScenes
 
 # Bump when the content of a record changes: cached records of another version are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: next_sample_token / next_front_camera_path (world-stage targets)
 
 CONTEXT_STEPS = 2  # ST-P3 context: keyframes t = -1.0, -0.5 s plus the present
 _VISIBILITY_LEVELS = {"v0-40": 1, "v40-60": 2, "v60-80": 3, "v80-100": 4}
@@ -264,8 +264,20 @@ def _record(ctx: _SceneContext, frames: list[_Frame], i: int) -> SampleRecord:
         ego_yaw_rate=yaw_rate, ego_speed=float(np.linalg.norm(velocity)),
         command=command_from_future(future, future_mask),
         **agents, **future_boxes, context_track_ids=_context_track_ids(frames, i),
-        map_type=map_type, map_polylines=polylines, **cameras,
+        map_type=map_type, map_polylines=polylines, **cameras, **_next_frame(ctx.nusc, frames, i),
     )
+
+
+def _next_frame(nusc: NuScenes, frames: list[_Frame], i: int) -> dict[str, str]:
+    """The next keyframe's token and CAM_FRONT image path (the world stage's target); "" at the scene end."""
+    if i + 1 >= len(frames):
+        return {"next_sample_token": "", "next_front_camera_path": ""}
+    nxt = frames[i + 1].sample
+    token = nxt["data"].get("CAM_FRONT")
+    if token is None:
+        raise RecordError(f"{nusc.version}/sample_data.json: sample {nxt['token']} has no CAM_FRONT keyframe; "
+                          f"{FIX_TABLES}")
+    return {"next_sample_token": nxt["token"], "next_front_camera_path": nusc.get("sample_data", token)["filename"]}
 
 
 def ego_track(frames: list[_Frame], i: int) -> tuple[np.ndarray, ...]:

@@ -120,6 +120,15 @@ class SampleRecord:
     camera_sensor2lidar: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # (6, 4, 4) camera -> current LiDAR
     camera_image_size: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int32))  # (6, 2) (width, height)
 
+    # --- the next keyframe (+0.5 s): the world stage's TARGET (its front camera is the frame to imagine);
+    #     labels, never planner inputs ("" at the scene's last keyframe)
+    next_sample_token: str = ""
+    next_front_camera_path: str = ""  # CAM_FRONT image of the next keyframe, relative to the dataroot
+
+    @property
+    def has_next_frame(self) -> bool:
+        return bool(self.next_sample_token)
+
     @property
     def num_agents(self) -> int:
         return int(self.agent_box.shape[0])

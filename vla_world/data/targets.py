@@ -51,6 +51,10 @@ class PlanningTargets:
     future_box_visibility: np.ndarray  # (M,) int8
     context_track_ids: np.ndarray  # (C,) int32 seen with visibility > 1 at t = -1.0, -0.5, 0 s (ST-P3)
 
+    # --- the next keyframe (+0.5 s): the frame the world stage imagines ("" at the scene end)
+    next_sample_token: str = ""
+    next_front_camera_path: str = ""  # its CAM_FRONT image, relative to the dataroot
+
 
 def planning_targets(record: SampleRecord) -> PlanningTargets:
     """The labels of `record` that planning metrics, losses and rewards score against."""
@@ -73,6 +77,8 @@ def planning_targets(record: SampleRecord) -> PlanningTargets:
         future_box_track_id=record.future_box_track_id,
         future_box_visibility=record.future_box_visibility,
         context_track_ids=record.context_track_ids,
+        next_sample_token=record.next_sample_token,
+        next_front_camera_path=record.next_front_camera_path,
     )
 
 

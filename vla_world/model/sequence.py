@@ -51,6 +51,8 @@ SYSTEM_PROMPT = (
     "(x6,y6)]<traj_end>. Answer other questions in plain text."
 )
 PLANNING_QUESTION = "Plan the ego trajectory for the next 3 seconds."
+# the world stage's question (paper 004's future-frame pretraining); its answer is a <visual> block
+WORLD_QUESTION = "Imagine the front camera 0.5 s ahead."
 
 
 class FocusNotDetected(LookupError):

@@ -17,6 +17,12 @@ A folder written by `save_files()` + the weights holds: `vla.json` (LLM config, 
 LoRA settings, prompt options), the tokenizer files, and `model.safetensors` (via
 `vla_world.checkpoint`). The LLM config is stored as `vla.json`, not `config.json`, so that
 `AutoTokenizer` never swaps our tokenizer's pre-tokenizer (shared notes, dependencies §5).
+
+Visual tokens (world stage, `vla_world.model.visual_tokens`): `grow_visual(spec)` adds the frame-code
+tokens and grows the embedding tables; vla.json then stores the spec (`visual`) and the grown LLM
+config, and the tokenizer files hold the new tokens. `from_folder(old, visual=spec)` loads a
+checkpoint written before the world stage and grows it. With LoRA the new rows train through peft's
+`trainable_token_indices` (the rest of the embedding table stays frozen).
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dic
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PromptOptions, SequenceBuilder
 from vla_world.model.tokenizer import IM_END, PLACEHOLDERS, load_tokenizer
+from vla_world.model.visual_tokens import (
+    VisualIds,
+    VisualSpec,
+    add_visual_tokens,
+    visual_ids,
+)
 
 PLACEHOLDER_KINDS: tuple[str, ...] = ("scene", "agent", "map", "object")
 Features = dict[str, torch.Tensor]
@@ -67,7 +79,8 @@ class VLAModel(nn.Module):
     """LLM + three projectors + the tokenizer and prompt options that go with them."""
 
     def __init__(self, llm: PreTrainedModel, projectors: Projectors, tokenizer: PreTrainedTokenizerFast,
-                 prompt: PromptOptions | None = None, preset: str = "tiny", lora: dict | None = None):
+                 prompt: PromptOptions | None = None, preset: str = "tiny", lora: dict | None = None,
+                 visual: VisualSpec | None = None):
         super().__init__()
         self.llm = llm
         self.projectors = projectors
@@ -75,6 +88,7 @@ class VLAModel(nn.Module):
         self.prompt = prompt or PromptOptions()
         self.preset = preset
         self.lora = lora  # the peft settings applied to self.llm, or None
+        self.visual = visual  # the frame-code tokens this model writes (world stage on), or None
         self.placeholder_ids = {k: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[k]) for k in PLACEHOLDER_KINDS}
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.pad_id = tokenizer.pad_token_id
@@ -93,8 +107,12 @@ class VLAModel(nn.Module):
         return cls(llm, Projectors(token_width, llm.config.hidden_size), tokenizer, prompt, preset)
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> VLAModel:
-        """Rebuild the model a training run saved (weights, tokenizer, LoRA adapters if any)."""
+    def from_folder(cls, folder: str | Path, visual: VisualSpec | None = None) -> VLAModel:
+        """Rebuild the model a training run saved (weights, tokenizer, LoRA adapters if any).
+
+        `visual`: the frame-code vocabulary the caller needs; a checkpoint without it (written before
+        the world stage) is grown to hold it (LoRA adapters are merged first), one with another spec is an error.
+        """
         folder = Path(folder)
         meta_file = folder / "vla.json"
         if not meta_file.is_file():
@@ -102,8 +120,12 @@ class VLAModel(nn.Module):
                                     "align|instruct|motion|planning); check the --checkpoint / init path")
         meta = json.loads(meta_file.read_text())
         llm = llm_from_config_dict(meta["llm_config"])
+        saved = VisualSpec(**meta["visual"]) if meta.get("visual") else None
+        if visual is not None and saved is not None and saved != visual:
+            raise ValueError(f"{folder}: its visual tokens are {saved}, not the {visual} asked for; the frame "
+                             "tokenizer changed since the world stage, retrain from the world stage on")
         model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size), load_tokenizer(folder),
-                    PromptOptions(**meta["prompt"]), meta["preset"])
+                    PromptOptions(**meta["prompt"]), meta["preset"], visual=saved)
         if meta.get("lora"):
             model.apply_lora(meta["lora"])
         state, _, _ = load_checkpoint(folder)
@@ -113,14 +135,43 @@ class VLAModel(nn.Module):
             raise ValueError(f"{folder}/model.safetensors does not fit vla.json: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}")
         model.llm.tie_weights()
+        if visual is not None and saved is None:
+            model.merge_lora()
+            model.grow_visual(visual)
         return model
 
+    def grow_visual(self, spec: VisualSpec, seed: int = 0) -> list[int]:
+        """Add the frame-code tokens of `spec` and grow the embedding tables (mean init); returns the new ids."""
+        if self.lora:
+            raise ValueError("grow_visual: merge the LoRA adapters first (VLAModel.merge_lora)")
+        if self.visual is not None and self.visual != spec:
+            raise ValueError(f"this model already writes {self.visual}; it cannot also write {spec}")
+        new_ids = add_visual_tokens(self.llm, self.tokenizer, spec.codebook_size, seed=seed)
+        self.visual = spec
+        return new_ids
+
+    @property
+    def visual_ids(self) -> VisualIds | None:
+        """Token ids of the visual block, or None for a model without visual tokens."""
+        return visual_ids(self.tokenizer, self.visual) if self.visual is not None else None
+
     def apply_lora(self, settings: dict) -> None:
-        """Wrap the LLM with peft LoRA adapters; settings: r, alpha, dropout, target_modules."""
+        """Wrap the LLM with peft LoRA adapters; settings: r, alpha, dropout, target_modules.
+
+        A model with visual tokens also trains their embedding rows (peft `trainable_token_indices`:
+        a delta on those rows only): of the input embeddings, and of the output layer when it is not
+        tied to them (tied, as in the tiny preset, peft keeps the two in step).
+        """
         from peft import LoraConfig, get_peft_model
 
+        tokens = None
+        if self.visual is not None:
+            ids = self.visual_ids.all_ids.tolist()
+            tokens = {"embed_tokens": ids} if self.llm.config.tie_word_embeddings else \
+                {"embed_tokens": ids, "lm_head": ids}
         config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-                            target_modules=list(settings["target_modules"]), bias="none")
+                            target_modules=list(settings["target_modules"]), bias="none",
+                            trainable_token_indices=tokens)
         self.llm = get_peft_model(self.llm, config)
         self.lora = dict(settings)
 
@@ -141,7 +192,8 @@ class VLAModel(nn.Module):
     def save_files(self) -> dict[str, str]:
         """Text files that describe this model: vla.json and the tokenizer (for `save_checkpoint`)."""
         meta = {"preset": self.preset, "llm_config": self.base_llm.config.to_dict(),
-                "token_width": self.projectors.token_width, "prompt": asdict(self.prompt), "lora": self.lora}
+                "token_width": self.projectors.token_width, "prompt": asdict(self.prompt), "lora": self.lora,
+                "visual": asdict(self.visual) if self.visual is not None else None}
         files = {"vla.json": json.dumps(meta, indent=1)}
         with tempfile.TemporaryDirectory() as tmp:
             self.tokenizer.save_pretrained(tmp)

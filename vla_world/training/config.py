@@ -58,6 +58,8 @@ class DataConfig:
     pack_questions: bool = False
     kinematic_copy_examples: int = 0  # planning: extra pseudo-examples whose answer is the CTRA prior (data.py)
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
+    # world stage: folder of the frame-code caches <frame_codes>/<split>.safetensors (tools/export_frame_codes.py)
+    frame_codes: str = "cache/frames"
     qa: StageDataConfig = field(default_factory=StageDataConfig)  # QA stages: the question builders' settings
 
     def validate(self) -> None:
@@ -66,6 +68,30 @@ class DataConfig:
         if self.max_examples < 0 or self.max_length < 64:
             raise ValueError("max_examples must be >= 0 and max_length >= 64")
         self.qa.validate()
+
+
+LOSS_NORMALISATIONS = ("segment", "token")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the answer's segments in the LM loss (vla_world/training/losses.py).
+
+    Why: a world-stage answer is K (64..384) code tokens and a few text tokens; averaged per token,
+    the codes would drown the text (and, in the structured answer, the trajectory). `segment`
+    averages each segment on its own and mixes the means with these weights; `token` weights every
+    token and divides by the summed weights. Without visual tokens both equal the plain token mean.
+    """
+
+    normalise: str = "segment"  # segment: sum_s w_s * mean_s(CE) / sum_s w_s | token: sum_i w_i CE_i / sum_i w_i
+    visual_weight: float = 1.0  # the code tokens inside <visual>...</visual>
+    text_weight: float = 1.0  # every other supervised token (delimiters, text, trajectory, <|im_end|>)
+
+    def validate(self) -> None:
+        if self.normalise not in LOSS_NORMALISATIONS:
+            raise ValueError(f"loss.normalise {self.normalise!r}: expected one of {list(LOSS_NORMALISATIONS)}")
+        if self.visual_weight < 0 or self.text_weight < 0 or self.visual_weight + self.text_weight == 0:
+            raise ValueError("loss.visual_weight and loss.text_weight must be >= 0 and not both 0")
 
 
 @dataclass
@@ -128,6 +154,7 @@ class StageConfig:
     data: DataConfig = field(default_factory=DataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self) -> None:
         if self.stage not in STAGES:

@@ -2,6 +2,8 @@
 
     tokens = load_stage_tokens(cfg.data, records, "train")         # {sample_token: PerceptionTokens}
     examples = stage_examples("planning", records)                 # [TrainingExample]
+    codes, meta = load_world_codes(cfg.data, "train")               # world stage: frame codes of the split
+    examples, skipped = world_examples(records, codes)
     samples, dropped = encode_examples(builder, examples, records, tokens, max_length)
     batch = collate(samples[:4], pad_id)        # or EncodedBatches(samples, pad_id).batch(indices)
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.frame_codes import FrameCodeMeta, load_frame_codes
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import format_trajectory
 from planning.kinematic import ctra_rollout
@@ -25,11 +28,13 @@ from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.sequence import (
     PLANNING_QUESTION,
+    WORLD_QUESTION,
     EncodedSample,
     FocusNotDetected,
     SequenceBuilder,
     collate,
 )
+from vla_world.model.visual_tokens import codes_text
 from vla_world.qa import StageDataConfig, build_stage_examples
 from vla_world.training.config import DataConfig
 
@@ -53,6 +58,24 @@ def planning_examples(records: list[SampleRecord]) -> list[TrainingExample]:
     `planning.codec` text; samples whose future is incomplete (near a scene end) are left out."""
     return [TrainingExample(r.sample_token, PLANNING_QUESTION, format_trajectory(r.ego_future))
             for r in records if bool(np.all(r.ego_future_mask))]
+
+
+def world_examples(records: list[SampleRecord], codes: dict[str, np.ndarray]) -> tuple[list[TrainingExample], int]:
+    """The world stage's examples: the usual prompt, WORLD_QUESTION, and the next keyframe's CAM_FRONT
+    codes as a `<visual>` block; returns them and how many samples were left out (no next keyframe)."""
+    kept = [r for r in records if r.has_next_frame]
+    missing = [r.next_sample_token for r in kept if r.next_sample_token not in codes]
+    if missing:
+        raise KeyError(f"frame-code cache: no codes for next keyframe {missing[0]} ({len(missing)} missing); "
+                       "re-run tools/export_frame_codes.py for this dataroot and split")
+    examples = [TrainingExample(r.sample_token, WORLD_QUESTION, codes_text(codes[r.next_sample_token]), kind="world")
+                for r in kept]
+    return examples, len(records) - len(kept)
+
+
+def load_world_codes(cfg: DataConfig, split: str) -> tuple[dict[str, np.ndarray], FrameCodeMeta]:
+    """The split's frame codes ({sample_token: (K,) codes}) and their meta, from `cfg.frame_codes`."""
+    return load_frame_codes(f"{cfg.frame_codes}/{split}.safetensors")
 
 
 def kinematic_copy_records(records: list[SampleRecord], count: int, seed: int) -> list[SampleRecord]:
@@ -85,10 +108,16 @@ def source_token(sample_token: str) -> str:
 
 
 def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: int = 0,
-                   qa: StageDataConfig | None = None) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers, or vla_world.qa's builder (settings `qa`) for the QA stages."""
+                   qa: StageDataConfig | None = None, frame_codes: dict[str, np.ndarray] | None = None
+                   ) -> list[TrainingExample]:
+    """Examples of `stage`: our planning answers, the world stage's next-frame codes (`frame_codes`), or
+    vla_world.qa's builder (settings `qa`) for the QA stages."""
     if source == "planning":
         return planning_examples(records)
+    if source == "world":
+        if frame_codes is None:
+            raise ValueError(f"stage {stage!r}: its examples need the frame codes (load_world_codes)")
+        return world_examples(records, frame_codes)[0]
     return [TrainingExample(e.sample_token, e.question, e.answer, e.focus_track_id, e.kind, dict(e.meta))
             for e in build_stage_examples(stage, records, seed=seed, config=qa)]
 

@@ -19,11 +19,13 @@ from vla_world.model.llm import load_pretrained_llm
 from vla_world.model.sequence import (
     PLANNING_QUESTION,
     SYSTEM_PROMPT,
+    WORLD_QUESTION,
     PromptOptions,
     chatml_prompt,
     user_text,
 )
 from vla_world.model.tokenizer import train_tokenizer
+from vla_world.model.visual_tokens import VisualSpec
 from vla_world.model.vla import VLAModel
 from vla_world.qa import StageDataConfig
 from vla_world.training.config import StageConfig
@@ -52,8 +54,10 @@ def resolve_init(cfg: StageConfig, spec: StageSpec, out: Path, cli_init: str | N
 
 def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig | None = None) -> list[str]:
     """All text the tiny LLM will see: every stage's examples and one prompt per record."""
-    texts = [SYSTEM_PROMPT, PLANNING_QUESTION]
+    texts = [SYSTEM_PROMPT, PLANNING_QUESTION, WORLD_QUESTION]  # world answers are special tokens only
     for name, spec in STAGES.items():
+        if spec.examples == "world":
+            continue
         texts += [f"{e.question}\n{e.answer}" for e in stage_examples(name, spec.examples, records, seed, qa)]
     counts = {"scene": 1, "agent": 1, "map": 1, "object": 1}
     texts += [chatml_prompt(user_text(planner_input(r), counts, PLANNING_QUESTION, PromptOptions(), True))
@@ -74,14 +78,25 @@ def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleReco
 
 
 def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: str | None,
-                records: list[SampleRecord], tokens: dict[str, PerceptionTokens]) -> VLAModel:
-    """Fresh or loaded model, with LoRA applied/merged to match `cfg.finetune`."""
+                records: list[SampleRecord], tokens: dict[str, PerceptionTokens],
+                visual: VisualSpec | None = None) -> VLAModel:
+    """Fresh or loaded model, with LoRA applied/merged to match `cfg.finetune`.
+
+    `visual` (world stage): the frame-code tokens the model must write; a model without them grows
+    its vocabulary (vla_world.model.visual_tokens), one with other ones is an error.
+    """
     if init is None:
         model = fresh_model(cfg, llm_path, records, tokens)
         log.info("start: fresh %s model", cfg.model.preset)
+        if visual is not None:
+            model.grow_visual(visual, seed=cfg.train.seed)
     else:
-        model = VLAModel.from_folder(init)
+        model = VLAModel.from_folder(init, visual=visual)
         log.info("start: %s", init)
+    if visual is not None:
+        log.info("visual tokens: codebook %d, %d codes per frame; vocabulary %d tokens, embedding table %d rows",
+                 visual.codebook_size, visual.codes_per_frame, len(model.tokenizer),
+                 model.base_llm.get_input_embeddings().num_embeddings)
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
@@ -95,7 +110,8 @@ def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]
     model.projectors.requires_grad_("projectors" in spec.trainable)
     train_llm = "llm" in spec.trainable
     for name, param in model.llm.named_parameters():
-        param.requires_grad_(train_llm and (not model.lora or "lora_" in name))
+        # LoRA: the adapters, and the new token rows' deltas (peft trainable tokens) of a model with visual tokens
+        param.requires_grad_(train_llm and (not model.lora or "lora_" in name or "trainable_tokens_" in name))
     return parameter_counts(model)
 
 

@@ -38,6 +38,7 @@ from vla_world.checkpoint import (
 )
 from vla_world.config import ConfigError, config_to_dict, load_config
 from vla_world.model.sequence import EncodedSample
+from vla_world.model.visual_tokens import VisualSpec
 from vla_world.model.vla import VLAModel
 from vla_world.training.config import StageConfig
 from vla_world.training.data import (
@@ -46,8 +47,10 @@ from vla_world.training.data import (
     global_batches,
     kinematic_copy_records,
     load_stage_tokens,
+    load_world_codes,
     planning_examples,
     stage_examples,
+    world_examples,
 )
 from vla_world.training.distributed import (
     fill_deepspeed_batch_keys,
@@ -56,6 +59,7 @@ from vla_world.training.distributed import (
     load_full_state,
     make_accelerator,
 )
+from vla_world.training.losses import weighted_lm_loss
 from vla_world.training.model_setup import (
     log_parameter_counts,
     perception_status,
@@ -159,7 +163,11 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
 
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)
     tokens, online = stage_tokens(cfg, records, args.dataroot, init)
-    examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa)
+    visual = None
+    if spec.examples == "world":
+        examples, visual = world_stage_examples(cfg, records)
+    else:
+        examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
         examples = [examples[i] for i in keep]
@@ -168,7 +176,7 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
         examples += planning_examples(pseudo)
         records = records + pseudo
         log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
-    model = model_builder(records, tokens)
+    model = model_builder(records, tokens, visual)
     if cfg.data.pack_questions and online is None:
         samples = packed_samples(cfg, spec, model, examples, records, tokens)
     else:  # encoded once even online: checks every sequence fits max_length and logs dropped examples early
@@ -180,6 +188,16 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
     if online is None:
         return StageData(model, EncodedBatches(samples, model.pad_id))
     return StageData(model, online_batches(model, online, examples, samples, records, cfg.data.max_length), online)
+
+
+def world_stage_examples(cfg: StageConfig, records: list) -> tuple[list, VisualSpec]:
+    """The world stage's examples and the frame-code vocabulary they need; logs the samples left out."""
+    codes, meta = load_world_codes(cfg.data, cfg.data.split)
+    examples, skipped = world_examples(records, codes)
+    log.info("world: %d of %d samples have no next keyframe (scene ends): left out of this stage; frame codes "
+             "%s/%s.safetensors (codebook %d, %d codes per frame)", skipped, len(records), cfg.data.frame_codes,
+             cfg.data.split, meta.codebook_size, meta.codes_per_frame)
+    return examples, VisualSpec(meta.codebook_size, meta.codes_per_frame)
 
 
 def online_batches(model: VLAModel, online: OnlinePerception, examples: list, samples: list[EncodedSample],
@@ -210,7 +228,8 @@ def run_llm_stage(args: Namespace) -> Path:
         raise FileNotFoundError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
     init = resume_dir or resolve_init(cfg, spec, out, args.init)
     torch.manual_seed(cfg.train.seed)
-    data = prepare_data(cfg, spec, args, init, lambda recs, toks: start_model(cfg, spec, init, args.llm, recs, toks))
+    data = prepare_data(cfg, spec, args, init,
+                        lambda recs, toks, visual: start_model(cfg, spec, init, args.llm, recs, toks, visual))
     counts = set_trainable(data.model, spec)
     if data.online is not None:
         counts = {**data.online.set_trainable(), **counts}
@@ -245,6 +264,7 @@ class StageTrainer:
         self.restored: tuple[dict, dict] | None = None  # (weights, optimizer state) to load after prepare
         self.prepared_optimizer = self.optimizer
         self.perception_loss: float | None = None  # last weighted perception loss (online), for the log
+        self.code_ids = model.visual_ids.codes if model.visual is not None else None  # the loss's visual segment
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
@@ -337,9 +357,13 @@ class StageTrainer:
         batch = self.next_batch()
         self.set_learning_rates(optimizers)
         device = self.acc.device
+        labels = batch["labels"].to(device)
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    features=batch["features"], labels=batch["labels"].to(device))
-        total = out.loss
+                    features=batch["features"], labels=None if self.code_ids is not None else labels)
+        # a model with visual tokens: per-segment weights (config `loss`, vla_world/training/losses.py)
+        lm_loss = out.loss if self.code_ids is None else weighted_lm_loss(out.logits, labels, self.code_ids,
+                                                                           self.cfg.loss)
+        total = lm_loss
         if "perception_loss" in batch:  # online: the perception stage's loss keeps the heads detecting (config.py)
             self.perception_loss = float(batch["perception_loss"].detach())
             total = total + batch["perception_loss"]
@@ -350,7 +374,7 @@ class StageTrainer:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
-        loss = self.acc.reduce(out.loss.detach(), reduction="mean").item()
+        loss = self.acc.reduce(lm_loss.detach(), reduction="mean").item()
         return loss, int(batch["attention_mask"].sum()) * self.world
 
     def check_ranks_agree(self) -> None:

@@ -2,6 +2,8 @@
 
 Order and recipe follow OpenDriveVLA (paper 002, Table 1): align trains the projectors only;
 instruct and motion train projectors + LLM; planning trains everything but the camera backbone.
+`world` (paper 004, future-frame pretraining) sits between motion and planning: projectors + LLM
+learn to write the VQ codes of the next keyframe's front camera (vla_world/training/world.py).
 "perception" is trained only where tokens are computed in the graph (`data.token_source: online`,
 vla_world/training/online_perception.py); with cached or oracle tokens there is no perception
 network in the graph, and the runner logs why it is not trained.
@@ -19,14 +21,15 @@ class StageSpec:
     name: str
     trainable: tuple[str, ...]  # parts of VLAModel that learn: subset of PARTS
     previous: str | None  # stage whose checkpoint it starts from by default
-    examples: str  # "qa": vla_world.qa.build_stage_examples(name, ...) | "planning": ego trajectory answers
+    examples: str  # "qa": vla_world.qa.build_stage_examples | "planning": ego trajectory | "world": next-frame codes
 
 
 STAGES: dict[str, StageSpec] = {
     "align": StageSpec("align", ("projectors",), None, "qa"),
     "instruct": StageSpec("instruct", ("projectors", "llm"), "align", "qa"),
     "motion": StageSpec("motion", ("projectors", "llm"), "instruct", "qa"),
-    "planning": StageSpec("planning", ("perception", "projectors", "llm"), "motion", "planning"),
+    "world": StageSpec("world", ("projectors", "llm"), "motion", "world"),
+    "planning": StageSpec("planning", ("perception", "projectors", "llm"), "world", "planning"),
 }
 
 
