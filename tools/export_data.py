@@ -184,7 +184,10 @@ def llamafactory_export(records: list, tokens: dict, token_label: str, args, arg
     from vla_world.export.sharegpt import ShareGPTOptions, sharegpt_rows
 
     codes, codebook = load_frame_codes_for(args, records) if args.stage == "world" else (None, None)
-    examples, skipped = export_examples(args.stage, records, args.seed, codes)
+    try:
+        examples, skipped = export_examples(args.stage, records, args.seed, codes)
+    except KeyError as exc:  # the frame-code cache lacks a next keyframe
+        raise SystemExit(f"--frame-codes: {exc}") from exc
     pack = args.pack == "on" or (args.pack == "auto" and args.stage == "instruct")
     options = ShareGPTOptions(vision=args.vision, kinematic_prior=not args.no_kinematic_prior, pack=pack,
                               seed=args.seed, max_agents=args.max_agents)

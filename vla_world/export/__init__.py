@@ -6,7 +6,7 @@ above training; each target format is one module, and the tool only parses flags
 
     perception_text  perception tokens -> text lines (detected agents, map summary, a focus object)
     sharegpt         one stage's examples -> sharegpt conversations + the dataset_info.json entry
-    world            the world stage's frame-code answers and the special tokens they use
+    llamafactory     one stage and split as files: records, dataset_info.json, metadata, special tokens
     hf_folder        a checkpoint's LLM + tokenizer as a plain Hugging Face folder (the trainer's base model)
 
 docs/export.md has the commands.

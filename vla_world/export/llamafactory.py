@@ -25,9 +25,9 @@ import yaml
 
 from vla_world.data.records import SampleRecord
 from vla_world.export.sharegpt import dataset_info_entry
-from vla_world.export.world import frame_code_tokens, world_examples
 from vla_world.model.tokenizer import STRUCTURE_TOKENS
-from vla_world.training.data import TrainingExample, stage_examples
+from vla_world.model.visual_tokens import visual_token_names
+from vla_world.training.data import TrainingExample, stage_examples, world_examples
 from vla_world.training.stages import STAGES
 
 EXPORT_STAGES = ("align", "instruct", "motion", "world", "planning")
@@ -44,7 +44,8 @@ def export_examples(stage: str, records: list[SampleRecord], seed: int = 0,
     if stage == "world":
         if frame_codes is None:
             raise ValueError("the world stage's answers are frame codes: pass the frame-code cache (--frame-codes)")
-        return world_examples(records, frame_codes)
+        examples, without_next = world_examples(records, frame_codes)
+        return examples, {"no next keyframe": without_next} if without_next else {}
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: expected one of {list(EXPORT_STAGES)}")
     return stage_examples(stage, STAGES[stage].examples, records, seed=seed), {}
@@ -55,7 +56,7 @@ def special_tokens_used(rows: list[dict], stage: str, codebook_size: int | None)
     text = "".join(m["value"] for r in rows for m in r["conversations"])
     found = [t for t in STRUCTURE_TOKENS if t in text]
     if stage == "world" and codebook_size:
-        found += frame_code_tokens(codebook_size)
+        found += visual_token_names(codebook_size)  # every code, not only those this split uses
     return found
 
 
