@@ -60,8 +60,13 @@ else
 fi
 
 echo "== llamafactory-cli train (LoRA, CPU)"
+mkdir -p "$OUT/run"
 "$LF_VENV/bin/llamafactory-cli" train configs/llamafactory/smoke_lora_cpu.yaml \
-  model_name_or_path="$OUT/model" dataset_dir="$OUT/data" output_dir="$OUT/run"
+  model_name_or_path="$OUT/model" dataset_dir="$OUT/data" output_dir="$OUT/run" 2>&1 | tee "$OUT/train.log"
+# LLaMA-Factory skips a malformed record with only a warning (data/converter.py); none may be skipped
+if grep -q "abnormal example" "$OUT/train.log"; then
+  echo "llamafactory-smoke: FAILED: LLaMA-Factory skipped exported records (see $OUT/train.log)"; exit 1
+fi
 
 "$VPY" - "$OUT/run/trainer_log.jsonl" "$start" <<'PYEOF'
 import json, sys, time
