@@ -244,3 +244,13 @@ def test_fresh_llm_folder_loads_as_a_plain_hugging_face_model(tmp_path):
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     assert model.config.vocab_size >= len(tokenizer) and tokenizer.convert_tokens_to_ids("<traj_start>") >= 0
     assert model.config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_a_stray_image_marker_is_refused(tmp_path):
+    from vla_world.export.llamafactory import write_export
+
+    row = {"id": "s/0", "sample_token": "s", "system": "",
+           "conversations": [{"from": "human", "value": "What is <image>?"}, {"from": "gpt", "value": "a word"}]}
+    with pytest.raises(ValueError, match="1 <image> markers but 0 images"):
+        write_export(tmp_path, "x", [row], {})
+    assert not (tmp_path / "x.json").exists()

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_tokens(spec: str, records: list, perception_config: str | None, args_dataroot: str) -> tuple[dict, str]:
+def load_tokens(spec: str, records: list, perception_config: str | None, dataroot: str) -> tuple[dict, str]:
     """({sample_token: PerceptionTokens}, the source's label) for --tokens oracle|FILE|DIR."""
     from vla_world.inference import ORACLE, TokenSource
 
@@ -97,7 +97,7 @@ def load_tokens(spec: str, records: list, perception_config: str | None, args_da
 
         return oracle_token_map(records, perception_config), TokenSource(ORACLE, perception_config or "perception defaults").label
     if Path(spec).is_dir():
-        return perception_checkpoint_tokens(spec, records, args_dataroot), TokenSource("online", spec).label
+        return perception_checkpoint_tokens(spec, records, dataroot), TokenSource("online", spec).label
     from perception.tokens import load_tokens_for
 
     try:
@@ -173,17 +173,16 @@ def metadata(args, argv: list[str], token_label: str, counts: dict) -> dict:
 
 def llamafactory_export(records: list, tokens: dict, token_label: str, args, argv: list[str]) -> tuple[dict, dict]:
     """Write one stage and split for LLaMA-Factory (vla_world/export); returns (paths, counts)."""
-    import vla_world
     from vla_world.export.llamafactory import (
+        ExportRun,
         dataset_name,
         export_examples,
-        llamafactory_settings,
-        special_tokens_used,
+        export_metadata,
         write_export,
     )
     from vla_world.export.sharegpt import ShareGPTOptions, sharegpt_rows
 
-    codes, codebook = load_frame_codes_for(args, records) if args.stage == "world" else (None, None)
+    codes, codebook = load_frame_codes_for(args) if args.stage == "world" else (None, None)
     try:
         examples, skipped = export_examples(args.stage, records, args.seed, codes)
     except KeyError as exc:  # the frame-code cache lacks a next keyframe
@@ -193,19 +192,13 @@ def llamafactory_export(records: list, tokens: dict, token_label: str, args, arg
                               seed=args.seed, max_agents=args.max_agents)
     rows, counts = sharegpt_rows(examples, records, tokens, options, args.dataroot)
     counts = {"records": len(records), "skipped_samples": skipped, **counts}
-    name = dataset_name(args.stage, args.split, args.vision)
-    special = special_tokens_used(rows, args.stage, codebook)
-    meta = {"project": "vla_world", "version": vla_world.__version__, "format": "llamafactory", "dataset": name,
-            "stage": args.stage, "split": args.split, "dataroot": str(args.dataroot), "vision": args.vision,
-            "tokens": token_label, "ground_truth_perception": args.tokens == "oracle",
-            "packed": pack, "seed": args.seed, "counts": counts,
-            "command": shlex.join(["python", "tools/export_data.py", *argv]),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "llamafactory": llamafactory_settings(args.vision, special)}
-    return write_export(args.out, name, rows, meta), counts
+    run = ExportRun(stage=args.stage, split=args.split, dataroot=str(args.dataroot), tokens=token_label,
+                    ground_truth=args.tokens == "oracle", command=shlex.join(["python", "tools/export_data.py", *argv]))
+    meta = export_metadata(run, options, counts, rows, codebook)
+    return write_export(args.out, dataset_name(args.stage, args.split, args.vision), rows, meta), counts
 
 
-def load_frame_codes_for(args, records: list) -> tuple[dict, int]:
+def load_frame_codes_for(args) -> tuple[dict, int]:
     """({sample_token: codes}, codebook size) of the split's frame-code cache (world stage)."""
     from perception.frame_codes import load_frame_codes
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+import vla_world
 from vla_world.data.records import SampleRecord
-from vla_world.export.sharegpt import dataset_info_entry
+from vla_world.export.sharegpt import ShareGPTOptions, dataset_info_entry
 from vla_world.model.tokenizer import STRUCTURE_TOKENS
 from vla_world.model.visual_tokens import visual_token_names
 from vla_world.training.data import TrainingExample, stage_examples, world_examples
@@ -84,7 +87,32 @@ def token_descriptions(special_tokens: list[str]) -> dict[str, str]:
     return {t: meaning.get(t) or f"visual code {t[5:-1]} of the next front-camera frame" for t in special_tokens}
 
 
-def check_names(rows: list[dict]) -> None:
+@dataclass(frozen=True)
+class ExportRun:
+    """What the metadata says about where an export came from."""
+
+    stage: str
+    split: str
+    dataroot: str
+    tokens: str  # the token source's label (vla_world.inference.TokenSource.label)
+    ground_truth: bool  # perception text / object lines from ground truth (--tokens oracle)
+    command: str  # the command line that wrote the export
+
+
+def export_metadata(run: ExportRun, options: ShareGPTOptions, counts: dict, rows: list[dict],
+                    codebook_size: int | None) -> dict:
+    """The <name>.meta.json of one export: provenance, counts and the LLaMA-Factory settings it needs."""
+    special = special_tokens_used(rows, run.stage, codebook_size)
+    return {"project": "vla_world", "version": vla_world.__version__, "format": "llamafactory",
+            "dataset": dataset_name(run.stage, run.split, options.vision), "stage": run.stage, "split": run.split,
+            "dataroot": run.dataroot, "vision": options.vision, "tokens": run.tokens,
+            "ground_truth_perception": run.ground_truth, "packed": options.pack, "seed": options.seed,
+            "max_agents": options.max_agents, "kinematic_prior": options.kinematic_prior, "counts": counts,
+            "command": run.command, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "llamafactory": llamafactory_settings(options.vision, special)}
+
+
+def check_image_markers(rows: list[dict]) -> None:
     """Refuse text that LLaMA-Factory would misread: a stray `<image>` in text mode is counted as an image."""
     for row in rows:
         markers = sum(len(re.findall(r"<image>", m["value"])) for m in row["conversations"])
@@ -100,7 +128,7 @@ def write_json_atomic(path: Path, data) -> None:
 
 def write_export(out: str | Path, name: str, rows: list[dict], meta: dict) -> dict[str, Path]:
     """Write the records, merge the dataset_info.json entry, write the metadata; returns the paths."""
-    check_names(rows)
+    check_image_markers(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"data": out / f"{name}.json", "dataset_info": out / "dataset_info.json", "meta": out / f"{name}.meta.json"}
