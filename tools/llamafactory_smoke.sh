@@ -20,6 +20,10 @@ CHECKPOINT=${CHECKPOINT:-checkpoints/planning/last}
 OUT=${OUT:-outputs/llamafactory-smoke}
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 start=$(date +%s)
+if [ "$TOKENS" != oracle ] && [ ! -e "$TOKENS" ]; then
+  echo "llamafactory-smoke: no $TOKENS; run \`make demo\` first (it writes cache/tokens/ and checkpoints/), or set" \
+       "TOKENS=<token cache file | perception checkpoint folder>"; exit 1
+fi
 
 if [ ! -f "$LF_VENV/.installed-$LF_VERSION" ]; then
   echo "== installing llamafactory $LF_VERSION into $LF_VENV"
