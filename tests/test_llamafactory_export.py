@@ -109,13 +109,20 @@ def test_round_trip_gives_back_our_examples(text_export, mini_records, cache, st
     assert counts["dropped"] == ({"focus agent not detected": len(built) - len(kept)} if len(kept) < len(built) else {})
 
 
-def test_instruct_is_packed_and_keeps_detailed_and_concise_apart(text_export, mini_records):
-    from vla_world.export.sharegpt import question_answer_pairs
+def test_instruct_is_packed_and_keeps_detailed_and_concise_apart(text_export, mini_records, cache):
+    from perception.tokens import load_token_cache
+    from vla_world.export.sharegpt import has_focus, question_answer_pairs
+    from vla_world.model.packing import shuffled_conversations
     from vla_world.training.data import stage_examples
 
+    built = stage_examples("instruct", "qa", mini_records["val"])
     granularity = {}
-    for e in stage_examples("instruct", "qa", mini_records["val"]):
+    for e in built:
         granularity.setdefault((e.sample_token, e.question, e.answer), set()).add(e.meta["granularity"])
+    tokens = load_token_cache(cache)
+    trainer = [[(e.question, e.answer) for e in group if has_focus(tokens[token], e)]
+               for token, group in shuffled_conversations(built, seed=0)]
+    assert [question_answer_pairs(r) for r in rows(text_export, "instruct")] == [t for t in trainer if t]  # same turns, same order
     records = rows(text_export, "instruct")
     assert meta(text_export, "instruct")["packed"] and len(records) <= 2 * len(mini_records["val"])
     assert max(len(r["conversations"]) for r in records) > 2  # multi-turn
