@@ -261,3 +261,13 @@ def test_a_stray_image_marker_is_refused(tmp_path):
     with pytest.raises(ValueError, match="1 <image> markers but 0 images"):
         write_export(tmp_path, "x", [row], {})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_stage_config_sets_packing_and_seed(mini_world, cache, tmp_path):
+    config = tmp_path / "motion.yaml"
+    config.write_text("stage: motion\ndata:\n  pack_questions: true\ntrain:\n  seed: 3\n")
+    export(mini_world, tmp_path, "motion", str(cache), "--config", str(config))
+    m = meta(tmp_path, "motion")
+    assert m["packed"] is True and m["seed"] == 3 and m["counts"]["conversations"] < m["counts"]["turns"]
+    with pytest.raises(SystemExit, match="--config"):
+        export(mini_world, tmp_path, "motion", str(cache), "--config", str(tmp_path / "missing.yaml"))

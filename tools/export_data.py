@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack", default="auto", choices=("auto", "on", "off"),
                    help="llamafactory: one multi-turn conversation per sample and granularity, as our trainer packs "
                         "(auto: instruct only, as its tiny config)")
-    p.add_argument("--seed", type=int, default=0, help="llamafactory: QA builders' and packing's seed (train.seed)")
+    p.add_argument("--config", default=None,
+                   help="llamafactory: the stage config the trainer uses (e.g. configs/instruct/tiny.yaml); its data.qa, "
+                        "data.pack_questions (for --pack auto), model.kinematic_prior and train.seed apply")
+    p.add_argument("--seed", type=int, default=None, help="llamafactory: QA builders' and packing's seed (default: the "
+                                                          "config's train.seed, else 0)")
     p.add_argument("--max-agents", type=int, default=30, help="llamafactory --vision text: agents listed, nearest first")
     p.add_argument("--frame-codes", default=None,
                    help="llamafactory --stage world: frame-code cache (default cache/frames/<split>.safetensors)")
@@ -182,20 +186,36 @@ def llamafactory_export(records: list, tokens: dict, token_label: str, args, arg
     )
     from vla_world.export.sharegpt import ShareGPTOptions, sharegpt_rows
 
+    stage_cfg = load_stage_config(args.config)
+    seed = args.seed if args.seed is not None else (stage_cfg.train.seed if stage_cfg else 0)
     codes, codebook = load_frame_codes_for(args) if args.stage == "world" else (None, None)
     try:
-        examples, skipped = export_examples(args.stage, records, args.seed, codes)
+        examples, skipped = export_examples(args.stage, records, seed, codes, stage_cfg.data.qa if stage_cfg else None)
     except KeyError as exc:  # the frame-code cache lacks a next keyframe
         raise SystemExit(f"--frame-codes: {exc}") from exc
-    pack = args.pack == "on" or (args.pack == "auto" and args.stage == "instruct")
-    options = ShareGPTOptions(vision=args.vision, kinematic_prior=not args.no_kinematic_prior, pack=pack,
-                              seed=args.seed, max_agents=args.max_agents)
+    packed_by_config = stage_cfg.data.pack_questions if stage_cfg else args.stage == "instruct"
+    kinematic_prior = not args.no_kinematic_prior and (stage_cfg.model.kinematic_prior if stage_cfg else True)
+    options = ShareGPTOptions(vision=args.vision, kinematic_prior=kinematic_prior, seed=seed, max_agents=args.max_agents,
+                              pack=args.pack == "on" or (args.pack == "auto" and packed_by_config))
     rows, counts = sharegpt_rows(examples, records, tokens, options, args.dataroot)
     counts = {"records": len(records), "skipped_samples": skipped, **counts}
     run = ExportRun(stage=args.stage, split=args.split, dataroot=str(args.dataroot), tokens=token_label,
                     ground_truth=args.tokens == "oracle", command=shlex.join(["python", "tools/export_data.py", *argv]))
     meta = export_metadata(run, options, counts, rows, codebook)
     return write_export(args.out, dataset_name(args.stage, args.split, args.vision), rows, meta), counts
+
+
+def load_stage_config(path: str | None):
+    """The trainer's StageConfig from --config (None without it)."""
+    if path is None:
+        return None
+    from vla_world.config import ConfigError, load_config
+    from vla_world.training.config import StageConfig
+
+    try:
+        return load_config(path, StageConfig)
+    except ConfigError as exc:
+        raise SystemExit(f"--config {path}: {exc}") from exc
 
 
 def load_frame_codes_for(args) -> tuple[dict, int]:

@@ -30,11 +30,11 @@ from vla_world.data.records import SampleRecord
 from vla_world.export.sharegpt import ShareGPTOptions, dataset_info_entry
 from vla_world.model.tokenizer import STRUCTURE_TOKENS
 from vla_world.model.visual_tokens import visual_token_names
+from vla_world.qa.config import StageDataConfig
 from vla_world.training.data import TrainingExample, stage_examples, world_examples
 from vla_world.training.stages import STAGES
 
 EXPORT_STAGES = ("align", "instruct", "motion", "world", "planning")
-PACKED_BY_DEFAULT = ("instruct",)  # the stages whose tiny config sets data.pack_questions
 
 
 def dataset_name(stage: str, split: str, vision: str) -> str:
@@ -42,7 +42,8 @@ def dataset_name(stage: str, split: str, vision: str) -> str:
 
 
 def export_examples(stage: str, records: list[SampleRecord], seed: int = 0,
-                    frame_codes: dict[str, np.ndarray] | None = None) -> tuple[list[TrainingExample], dict]:
+                    frame_codes: dict[str, np.ndarray] | None = None,
+                    qa: StageDataConfig | None = None) -> tuple[list[TrainingExample], dict]:
     """The stage's examples exactly as our trainer builds them (world: from `frame_codes`), and skips by reason."""
     if stage == "world":
         if frame_codes is None:
@@ -51,11 +52,11 @@ def export_examples(stage: str, records: list[SampleRecord], seed: int = 0,
         return examples, {"no next keyframe": without_next} if without_next else {}
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: expected one of {list(EXPORT_STAGES)}")
-    return stage_examples(stage, STAGES[stage].examples, records, seed=seed), {}
+    return stage_examples(stage, STAGES[stage].examples, records, seed=seed, qa=qa), {}
 
 
 def special_tokens_used(rows: list[dict], stage: str, codebook_size: int | None) -> list[str]:
-    """Our special tokens the answers hold (LLaMA-Factory's `new_special_tokens`); world: the whole codebook."""
+    """Our special tokens the answers hold (for LLaMA-Factory's `add_special_tokens`); world: the whole codebook."""
     text = "".join(m["value"] for r in rows for m in r["conversations"])
     found = [t for t in STRUCTURE_TOKENS if t in text]
     if stage == "world" and codebook_size:

@@ -44,7 +44,7 @@ from vla_world.model.sequence import (
 )
 
 VISIONS = ("text", "images")
-IMAGE_MARKER = "<image>"  # LLaMA-Factory's default image placeholder (data_args.image_placeholder... mm_plugin)
+IMAGE_MARKER = "<image>"  # LLaMA-Factory's image placeholder (src/llamafactory/extras/constants.py IMAGE_PLACEHOLDER)
 TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
 USER, ASSISTANT = TAGS["user_tag"], TAGS["assistant_tag"]
 
