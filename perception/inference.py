@@ -94,6 +94,7 @@ def to_tokens(scene: torch.Tensor, detections: Detections, elements: MapElements
         scene=scene, agents=detections.embeddings, map=elements.embeddings,
         agent_boxes=boxes, agent_classes=detections.classes.long(), agent_track_ids=torch.from_numpy(ids),
         map_types=elements.types.long(), map_points=elements.points.detach(),
+        agent_velocities=detections.velocities.detach().float(),
     )
 
 

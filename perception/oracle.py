@@ -136,4 +136,5 @@ def oracle_tokens(record: SampleRecord, cfg: PerceptionConfig) -> PerceptionToke
         agent_track_ids=torch.from_numpy(targets.track_ids).long(),
         map_types=torch.from_numpy(targets.map_types).long(),
         map_points=torch.from_numpy(targets.map_points).float(),
+        agent_velocities=torch.from_numpy(targets.velocities).float(),
     )

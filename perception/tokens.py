@@ -36,6 +36,9 @@ class PerceptionTokens:
     agent_track_ids: torch.Tensor  # (A,) int64; GT track id of the matched instance, -1 if unmatched
     map_types: torch.Tensor  # (M,) int64 index into MAP_CLASSES
     map_points: torch.Tensor  # (M, P, 2) decoded polylines, fixed P points each
+    # (A, 2) m/s decoded (or GT, in oracle mode) velocities, LiDAR frame; None in caches written before
+    # they were stored (the LLM never reads them; text renderings of perception do, vla_world/export)
+    agent_velocities: torch.Tensor | None = None
 
     @property
     def width(self) -> int:
@@ -45,11 +48,13 @@ class PerceptionTokens:
         return {"scene": int(self.scene.shape[0]), "agents": int(self.agents.shape[0]), "map": int(self.map.shape[0])}
 
     def to_flat(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}/{k}": v.contiguous() for k, v in self.__dict__.items()}
+        return {f"{prefix}/{k}": v.contiguous() for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
     def from_flat(cls, tensors: dict[str, torch.Tensor], prefix: str) -> PerceptionTokens:
-        return cls(**{k: tensors[f"{prefix}/{k}"] for k in cls.__dataclass_fields__})
+        optional = {"agent_velocities"}  # absent from older caches
+        return cls(**{k: tensors[f"{prefix}/{k}"] for k in cls.__dataclass_fields__
+                      if k not in optional or f"{prefix}/{k}" in tensors})
 
 
 def save_token_cache(path: str | Path, tokens: dict[str, PerceptionTokens], meta: dict | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -102,11 +103,15 @@ def test_token_cache_round_trip(tmp_path):
         scene=torch.randn(4, 8), agents=torch.randn(2, 8), map=torch.randn(0, 8),
         agent_boxes=torch.randn(2, 7), agent_classes=torch.tensor([0, 5]), agent_track_ids=torch.tensor([3, -1]),
         map_types=torch.zeros(0, dtype=torch.long), map_points=torch.zeros(0, 10, 2),
+        agent_velocities=torch.randn(2, 2),
     )
     save_token_cache(tmp_path / "val.safetensors", {"tokA": tokens})
     loaded = load_token_cache(tmp_path / "val.safetensors")["tokA"]
     assert loaded.counts() == {"scene": 4, "agents": 2, "map": 0}
     assert all(torch.equal(getattr(loaded, k), getattr(tokens, k)) for k in tokens.__dataclass_fields__)
+    # a cache written before velocities were stored still loads, without them
+    save_token_cache(tmp_path / "old.safetensors", {"tokA": dataclasses.replace(tokens, agent_velocities=None)})
+    assert load_token_cache(tmp_path / "old.safetensors")["tokA"].agent_velocities is None
 
 
 @pytest.mark.parametrize("override, message", [("train.warmup_ratio=1.0", "warmup_ratio"),

@@ -62,17 +62,29 @@ def pack_conversations(builder: SequenceBuilder, examples: Sequence[QuestionExam
     """Encoded conversations, and how many turns were dropped per reason (focus agent not detected)."""
     by_token = {r.sample_token: planner_input(r) for r in records}  # prompts see inputs only
     samples, dropped = [], Counter()
-    for index, ((sample_token, _), group) in enumerate(conversation_groups(examples).items()):
+    for sample_token, group in shuffled_conversations(examples, seed):
         if sample_token not in by_token or sample_token not in tokens:
             raise KeyError(f"example names sample {sample_token}, which is not among the records/tokens of this "
                            "split; the example builder and the records disagree")
-        order = np.random.default_rng([seed, index]).permutation(len(group))
-        turns = [Turn(group[i].question, group[i].answer, group[i].focus_track_id) for i in order]
+        turns = [Turn(e.question, e.answer, e.focus_track_id) for e in group]
         kept = [t for t in turns if has_focus(tokens[sample_token], t)]
         if len(kept) < len(turns):
             dropped["focus agent not detected"] += len(turns) - len(kept)
         samples += split_by_length(builder, by_token[sample_token], tokens[sample_token], kept, max_length)
     return samples, dropped
+
+
+def shuffled_conversations(examples: Sequence[QuestionExample], seed: int) -> list[tuple[str, list[QuestionExample]]]:
+    """(sample_token, examples in turn order) per conversation group; the order is shuffled per group with `seed`.
+
+    The one place the turn order is decided, so the LLaMA-Factory export (vla_world/export) packs
+    exactly the conversations our trainer packs.
+    """
+    out = []
+    for index, ((sample_token, _), group) in enumerate(conversation_groups(examples).items()):
+        order = np.random.default_rng([seed, index]).permutation(len(group))
+        out.append((sample_token, [group[i] for i in order]))
+    return out
 
 
 def has_focus(tokens: PerceptionTokens, turn: Turn) -> bool:

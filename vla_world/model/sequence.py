@@ -140,16 +140,28 @@ def user_text(inp: PlannerInput, counts: dict[str, int], question: str, options:
         f"Scene information: {block('scene')}",
         f"Object-wise tracking information: {block('agent')}",
         f"Map information: {block('map')}",
+        *context_lines(inp, options),
+    ]
+    if with_object:
+        lines.append(f"Object: {block('object')}")
+    lines.append(question)
+    return "\n".join(lines)
+
+
+def context_lines(inp: PlannerInput, options: PromptOptions) -> list[str]:
+    """The text lines of the user turn after the perception blocks: ego state, history, command, prior.
+
+    A function of its own so other renderings of the prompt (vla_world/export: LLaMA-Factory data with
+    perception as text or camera images) carry exactly this information.
+    """
+    lines = [
         ego_state_text(inp),
         f"Historical trajectory (last 2 seconds): {format_points(inp.ego_past, inp.ego_past_mask)}",
         f"Mission goal: {inp.command_text}",
     ]
     if options.kinematic_prior:
         lines.append(f"Kinematic prior (CTRA, next 3 seconds): {format_points(ctra_prior(inp))}")
-    if with_object:
-        lines.append(f"Object: {block('object')}")
-    lines.append(question)
-    return "\n".join(lines)
+    return lines
 
 
 def chatml_prompt(user: str, system: str = SYSTEM_PROMPT) -> str:
