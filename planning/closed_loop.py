@@ -30,7 +30,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -60,6 +61,7 @@ from vla_world.mini_world.interactive import (
     Episode,
     InteractiveTraffic,
 )
+from vla_world.mini_world.sensor_rig import SensorBox, SensorRig
 from vla_world.mini_world.sensors import LIDAR
 
 DECISION_S = 0.5
@@ -120,9 +122,41 @@ def ego2global(pose: EgoPose) -> np.ndarray:
     return out
 
 
+class SensorFeed:
+    """Camera images and LiDAR sweeps at the simulated poses, for planners that see (the VLA).
+
+    Files go under `folder` (the planner's dataroot), one sub-folder per episode and planner, in the
+    world builder's formats; the input's sensor fields point at them.
+    """
+
+    def __init__(self, folder: str | Path, image_size: tuple[int, int] = (256, 144)):
+        self.folder, self.image_size = Path(folder), image_size
+        self._rigs: dict[str, SensorRig] = {}
+
+    def fill(self, inp: PlannerInput, episode: Episode, traffic: InteractiveTraffic, ego: EgoPose, run: str) -> PlannerInput:
+        """`inp` with its cameras and LiDAR rendered at `ego`, the other road users where they are now."""
+        if episode.location not in self._rigs:
+            self._rigs[episode.location] = SensorRig(episode.net, self.image_size)
+        stem = f"{episode.name}/{run}/{inp.frame_index:03d}"
+        capture = self._rigs[episode.location].capture(ego2global(ego), _sensor_boxes(episode, traffic), self.folder,
+                                                       stem.replace("/", "__"), seed=inp.frame_index)
+        lidar_from_ego = invert_pose(lidar2ego())
+        return replace(inp, camera_paths=np.array(capture.camera_paths), lidar_path=capture.lidar_path,
+                       camera_intrinsics=capture.intrinsics, camera_sensor2lidar=lidar_from_ego @ capture.camera_to_ego,
+                       camera_image_size=np.array([capture.image_size] * len(CAMERAS), np.int32))
+
+
+def _sensor_boxes(episode: Episode, traffic: InteractiveTraffic) -> list[SensorBox]:
+    others = traffic.others()
+    agents = [*episode.setup.traffic.vehicles[1:], *episode.setup.traffic.pedestrians]
+    return [SensorBox(others.xy[n], a.size, float(others.yaw[n]), a.type.category, a.type.kind)
+            for n, a in enumerate(agents)]
+
+
 def run_episode(episode: Episode, planner: Planner | None, name: str, duration_s: float,
-                expert_progress_m: float | None = None) -> EpisodeRun:
-    """Drive `episode` for `duration_s` after the warm-up; `planner=None` runs the IDM expert."""
+                expert_progress_m: float | None = None, sensors: SensorFeed | None = None) -> EpisodeRun:
+    """Drive `episode` for `duration_s` after the warm-up; `planner=None` runs the IDM expert; with
+    `sensors` the planner's inputs carry cameras and LiDAR rendered at the simulated poses."""
     traffic = InteractiveTraffic(episode.setup.traffic)
     run = EpisodeRun(episode.name, name)
     for _ in range(round(WARMUP_S / traffic.dt)):
@@ -134,6 +168,8 @@ def run_episode(episode: Episode, planner: Planner | None, name: str, duration_s
     for step in range(round(duration_s / traffic.dt)):
         if planner is not None and step % per_decision == 0:
             inp = planner_input_at(episode, run.frames, ego, traffic.t, step // per_decision)
+            if sensors is not None:
+                inp = sensors.fill(inp, episode, traffic, ego, name.replace(" ", "_"))
             plan = np.asarray(planner(inp), dtype=np.float64).reshape(6, 2)
             path = _follow(plan, ego, accel, per_decision)
             plan_global = transform_points(inp.lidar2global, np.c_[plan, np.zeros(6)])[:, :2]

@@ -97,3 +97,32 @@ def test_eval_closed_loop_tool(tmp_path):
     assert [r["planner"] for r in data["rows"]] == ["Expert (IDM)", "Constant velocity", "Stand still"]
     assert data["rows"][0]["mean"]["route_completion"] == 1.0
     assert "| Stand still |" in (tmp_path / "closed_loop.md").read_text()
+
+
+def test_sensor_feed_renders_the_cameras_and_lidar_where_the_ego_is(episodes, tmp_path):
+    from planning.closed_loop import SensorFeed
+    from vla_world.data.records import CAMERAS
+
+    episode = episodes[2]
+    traffic = InteractiveTraffic(episode.setup.traffic)
+    run = run_episode(episode, None, "expert", 0.5)
+    inp = planner_input_at(episode, run.frames[:-1], run.frames[-2].ego, traffic.t, 3)
+    filled = SensorFeed(tmp_path, image_size=(96, 54)).fill(inp, episode, traffic, run.frames[-2].ego, "VLA")
+    assert len(filled.camera_paths) == len(CAMERAS) and all((tmp_path / p).stat().st_size > 500 for p in filled.camera_paths)
+    assert (tmp_path / filled.lidar_path).stat().st_size > 1000
+    assert filled.camera_image_size.tolist() == [[96, 54]] * len(CAMERAS)
+    front = filled.camera_sensor2lidar[0, :3, 3]  # CAM_FRONT sits ahead of the LiDAR (y forward in its frame)
+    assert front[1] > 0.5 and abs(front[0]) < 0.2
+    assert np.array_equal(filled.ego_past, inp.ego_past) and filled.command == inp.command  # only sensors change
+
+
+def test_record_of_an_input_carries_it_and_no_labels(episodes):
+    from tools.eval_closed_loop import record_of
+    from vla_world.data.planner_input import planner_input
+
+    run = run_episode(episodes[0], None, "expert", 0.5)
+    inp = planner_input_at(episodes[0], run.frames[:-1], run.frames[-2].ego, 2.5, 0)
+    record = record_of(inp)
+    again = planner_input(record)
+    assert again.sample_token == inp.sample_token and np.array_equal(again.ego_past, inp.ego_past)
+    assert record.num_agents == 0 and not record.ego_future_mask.any() and len(record.map_polylines) == 0

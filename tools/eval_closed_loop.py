@@ -10,6 +10,9 @@ exactly the input it gets in open loop, while the other vehicles and pedestrians
   Kinematic          VLA-World's kinematic predictor (needs --baselines/kinematic_params.json)
   Ego-MLP            needs --baselines/ego_mlp_seed{N}/ (tools/run_baselines.py)
   Stand still        always plans to stay where it is (a sanity row: no progress, no fault)
+  VLA-tiny           with --checkpoint: the VLA planner, its perception online on the cameras and LiDAR
+                     rendered at every simulated pose (--perception: default the checkpoint's own
+                     fine-tuned perception, else checkpoints/perception/last, the token cache's source)
 
 Metrics per episode and their mean over episodes (planning/closed_loop.py, docs/closed_loop.md):
 at-fault and other collisions, off-road seconds, red-light violations, progress, route completion,
@@ -33,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from planning.baselines import constant_velocity
-from planning.closed_loop import EpisodeMetrics, Planner, run_episode
+from planning.closed_loop import EpisodeMetrics, Planner, SensorFeed, run_episode
 from planning.kinematic import ctra_prior
 
 PLANNERS: dict[str, str] = {"expert": "Expert (IDM)", "cv": "Constant velocity", "ctra": "CTRA prior",
@@ -52,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planners", nargs="+", default=list(PLANNERS), choices=list(PLANNERS), help="rows to run")
     p.add_argument("--baselines", default="outputs/baselines",
                    help="folder of tools/run_baselines.py outputs (kinematic_params.json, ego_mlp_seed0/)")
+    p.add_argument("--checkpoint", default=None, help="a planning (or grpo) checkpoint: adds the VLA-tiny row")
+    p.add_argument("--checkpoint-name", default="VLA-tiny", help="row name of --checkpoint")
+    p.add_argument("--perception", default=None,
+                   help="perception checkpoint for --checkpoint (default: <checkpoint>/perception when it was trained "
+                        "online, else checkpoints/perception/last)")
     p.add_argument("--video", type=int, nargs="*", default=[], metavar="EPISODE",
                    help="write a GIF (BEV + front camera) of these episode indices of the first seed, per planner")
     p.add_argument("--out", default="outputs/closed_loop", help="folder for closed_loop.md / .json and GIFs")
@@ -113,8 +121,53 @@ def _ego_mlp(folder: Path) -> Planner | None:
     return lambda inp: predict_ego_mlp(model, [inp])[inp.sample_token]
 
 
+class VlaPlanner:
+    """The VLA checkpoint as a closed-loop planner: perception on the rendered sensor files, then the LLM.
+
+    A planner that sees: `sees = True` makes the episode runner render its cameras and LiDAR (files under
+    `sensors.folder`, which is this planner's dataroot). Constrained decoding always yields a trajectory;
+    should one fail to parse, the ego is told to stand still and the failure is counted.
+    """
+
+    sees = True
+
+    def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed):
+        from perception.inputs import ImageCache
+        from perception.train import load_perception_model
+        from vla_world.inference import Planner as LlmPlanner
+        from vla_world.training.online_perception import perception_folder
+
+        folder = perception or perception_folder(checkpoint) or "checkpoints/perception/last"
+        self.perception, self.cfg = load_perception_model(folder)
+        self.perception_source = str(folder)
+        self.images = ImageCache(sensors.folder, self.cfg.model.image_size)
+        self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1)
+        self.failures = 0
+
+    def __call__(self, inp):
+        from perception.inference import model_tokens
+
+        tokens = model_tokens(self.perception, [record_of(inp)], self.images, self.cfg, progress=False)
+        result = self.planner.plan(inp, tokens[inp.sample_token])
+        if result.trajectory is None:
+            self.failures += 1
+            return np.zeros((6, 2))
+        return result.trajectory
+
+
+def record_of(inp):
+    """A label-free SampleRecord carrying `inp` (perception reads records): no agents, no map, no future."""
+    import dataclasses
+
+    from vla_world.data.synthetic import synthetic_record
+
+    fields = {f.name: getattr(inp, f.name) for f in dataclasses.fields(inp)}
+    return dataclasses.replace(synthetic_record(token=inp.sample_token, scene=inp.scene_token, future_valid=0),
+                               map_type=np.zeros(0, np.int8), map_polylines=[], **fields)
+
+
 def evaluate(planners: dict[str, Planner | None], seeds: list[int], episodes: int, duration: float,
-             progress: bool) -> dict[str, dict[int, list[EpisodeMetrics]]]:
+             progress: bool, sensors: SensorFeed | None = None) -> dict[str, dict[int, list[EpisodeMetrics]]]:
     """planner -> seed -> metrics per episode (the expert runs first: its progress is every row's reference)."""
     from vla_world.mini_world.interactive import episode_setup
 
@@ -124,7 +177,9 @@ def evaluate(planners: dict[str, Planner | None], seeds: list[int], episodes: in
         episode = episode_setup(index, duration + 2.0, seed)
         expert = run_episode(episode, None, "expert", duration)
         for name, planner in planners.items():
-            run = expert if planner is None else run_episode(episode, planner, name, duration, expert.metrics.progress_m)
+            feed = sensors if getattr(planner, "sees", False) else None
+            run = expert if planner is None else run_episode(episode, planner, name, duration, expert.metrics.progress_m,
+                                                             sensors=feed)
             results[name][seed].append(run.metrics)
     return results
 
@@ -155,7 +210,8 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_videos(planners: dict[str, Planner | None], seed: int, indices: list[int], duration: float, out: Path) -> list[Path]:
+def write_videos(planners: dict[str, Planner | None], seed: int, indices: list[int], duration: float, out: Path,
+                 sensors: SensorFeed) -> list[Path]:
     from planning.closed_loop_video import write_episode_gif
     from vla_world.mini_world.interactive import episode_setup
 
@@ -163,7 +219,7 @@ def write_videos(planners: dict[str, Planner | None], seed: int, indices: list[i
     for index in indices:
         episode = episode_setup(index, duration + 2.0, seed)
         for name, planner in planners.items():
-            run = run_episode(episode, planner, name, duration)
+            run = run_episode(episode, planner, name, duration, sensors=sensors if getattr(planner, "sees", False) else None)
             slug = name.lower().replace(" ", "_").replace("(", "").replace(")", "")
             paths.append(write_episode_gif(episode, run, out / f"{episode.name}_{slug}.gif"))
     return paths
@@ -175,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--episodes must be >= 1 and --duration >= 1 s")
     log = (lambda msg: None) if args.quiet else print
     planners = load_planners(args.planners, Path(args.baselines), log)
+    sensors = SensorFeed(Path(args.out) / "sensors")
+    if args.checkpoint:
+        vla = VlaPlanner(args.checkpoint, args.perception, sensors)
+        planners[args.checkpoint_name] = vla
+        log(f"{args.checkpoint_name}: {args.checkpoint}, perception online from {vla.perception_source}")
     start = time.perf_counter()
-    results = evaluate(planners, args.seeds, args.episodes, args.duration, progress=not args.quiet)
+    results = evaluate(planners, args.seeds, args.episodes, args.duration, progress=not args.quiet, sensors=sensors)
     seconds = time.perf_counter() - start
     rows = summary_rows(results)
     out = Path(args.out)
@@ -189,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
          "episodes": {name: {str(s): [m.as_dict() for m in runs] for s, runs in per_seed.items()}
                       for name, per_seed in results.items()}}, indent=1))
     if args.video:
-        write_videos(planners, args.seeds[0], args.video, args.duration, out)
+        write_videos(planners, args.seeds[0], args.video, args.duration, out, sensors)
     log(table)
+    if args.checkpoint and vla.failures:
+        log(f"{args.checkpoint_name}: {vla.failures} answers did not parse; the ego was told to stand still there")
     runs = sum(len(r) for per in results.values() for r in per.values())
     log(f"{runs} planner-episodes in {seconds:.0f} s ({60 * runs / max(seconds, 1e-9):.1f} per minute); wrote {out}")
     return 0

@@ -173,7 +173,8 @@ def check_planner_checkpoint(checkpoint: str | Path, tool: str = "this tool") ->
     """Refuse, in one line, a folder that is not a readable checkpoint of a stage that writes trajectories."""
     folder = Path(checkpoint)
     state = read_state(folder)  # missing / corrupt state.json -> CheckpointError naming it
-    planners = tuple(name for name, spec in STAGES.items() if spec.examples == "planning")
+    # the stages that write trajectories: planning, and grpo (planning prompts, sampled answers)
+    planners = tuple(name for name, spec in STAGES.items() if spec.examples in ("planning", "rewards"))
     if state.get("stage") == "perception" or state.get("stage") in set(STAGES) - set(planners):
         check_stage(folder, state, planners, tool)
     read_vla_meta(folder)
