@@ -69,28 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_planners(names: list[str], baselines: Path, log: Callable[[str], None]) -> dict[str, Planner | None]:
     """Row name -> planner callable (None = the expert); rows whose files are missing are skipped, said so."""
+    fixed: dict[str, Planner | None] = {"expert": None, "cv": constant_velocity, "ctra": ctra_prior,
+                                        "still": lambda inp: np.zeros((6, 2))}
+    fitted = {"kinematic": (_kinematic, "kinematic_params.json"), "ego_mlp": (_ego_mlp, "ego_mlp_seed0")}
     out: dict[str, Planner | None] = {}
     for name in names:
-        if name == "expert":
-            out[PLANNERS[name]] = None
-        elif name == "cv":
-            out[PLANNERS[name]] = constant_velocity
-        elif name == "ctra":
-            out[PLANNERS[name]] = ctra_prior
-        elif name == "still":
-            out[PLANNERS[name]] = lambda inp: np.zeros((6, 2))
-        elif name == "kinematic":
-            planner = _kinematic(baselines / "kinematic_params.json")
-            if planner is None:
-                log(f"skipping Kinematic: {baselines}/kinematic_params.json is missing (run tools/run_baselines.py)")
-            else:
-                out[PLANNERS[name]] = planner
-        elif name == "ego_mlp":
-            planner = _ego_mlp(baselines / "ego_mlp_seed0")
-            if planner is None:
-                log(f"skipping Ego-MLP: {baselines}/ego_mlp_seed0/ is missing (run tools/run_baselines.py)")
-            else:
-                out[PLANNERS[name]] = planner
+        if name in fixed:
+            out[PLANNERS[name]] = fixed[name]
+            continue
+        loader, path = fitted[name]
+        planner = loader(baselines / path)
+        if planner is None:
+            log(f"skipping {PLANNERS[name]}: {baselines / path} is missing (run tools/run_baselines.py)")
+        else:
+            out[PLANNERS[name]] = planner
     return out
 
 
