@@ -192,7 +192,9 @@ def test_range_limits_which_agents_are_described():
 def test_every_setting_is_checked_and_named(field, bad):
     from vla_world.config import ConfigError, config_from_dict
 
-    with pytest.raises(ConfigError, match=f"configs/instruct/x.yaml: data.qa: {field} must be"):
+    # nan: the config check's finite-number rule names it first (vla_world.config), else the field's own rule
+    expected = "not a finite number" if bad != bad else "must be"
+    with pytest.raises(ConfigError, match=f"configs/instruct/x.yaml: data.qa[.:] ?{field}:? .*{expected}"):
         config_from_dict(StageDataConfig, {field: bad}, "configs/instruct/x.yaml: data.qa")
 
 

@@ -231,7 +231,7 @@ def fake_checkpoint(folder, stage: str):
 def test_a_checkpoint_of_the_wrong_stage_is_refused_by_the_tools(mini_world, tmp_path):
     align = fake_checkpoint(tmp_path / "align" / "last", "align")
     with pytest.raises(SystemExit, match=r"align/last: a 'align' checkpoint, but eval_planning --checkpoint needs a "
-                                         r"planning one"):
+                                         r"planning or grpo one"):
         load_tool("eval_planning").main(["--dataroot", str(mini_world), "--split", "val", "--checkpoint", str(align),
                                          "--out", str(tmp_path / "eval"), "--quiet"])
     with pytest.raises(SystemExit, match=r"--checkpoint: .*align/last: a 'align' checkpoint, but a perception tool"):

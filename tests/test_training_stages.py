@@ -59,8 +59,8 @@ def test_only_planning_trains_perception_and_only_online():
 
 
 def test_stage_chain_starts_from_previous():
-    order = ("align", "instruct", "motion", "world", "planning")
-    assert [STAGES[s].previous for s in order] == [None, "align", "instruct", "motion", "world"]
+    order = ("align", "instruct", "motion", "world", "planning", "grpo")
+    assert [STAGES[s].previous for s in order] == [None, "align", "instruct", "motion", "world", "planning"]
     assert tuple(STAGES) == order  # the one training order (tools/train.py, the demo)
 
 

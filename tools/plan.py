@@ -70,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DataMismatchError: one line, no traceback
         raise SystemExit(str(exc)) from exc
     builder = planner.model.sequence_builder
-    prompts = [builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION) for r in chosen]
-    for record, text in zip(chosen, planner.plan_texts(prompts)):
-        result = to_plan_result(text)
+    inputs = [planner_input(r) for r in chosen]
+    prompts = [builder.encode(inp, tokens[inp.sample_token], PLANNING_QUESTION) for inp in inputs]
+    priors = [planner.answer_prior(inp) for inp in inputs]  # residual answers correct their prompt's prior
+    for record, text, prior in zip(chosen, planner.plan_texts(prompts, priors=priors), priors):
+        result = to_plan_result(text, prior)
         print(f"== {record.scene_name} frame {record.frame_index} sample {record.sample_token}")
         print(f"text: {result.text}")
         if result.trajectory is None:

@@ -61,7 +61,7 @@ def special_tokens_used(rows: list[dict], stage: str, codebook_size: int | None)
     found = [t for t in STRUCTURE_TOKENS if t in text]
     if stage == "world" and codebook_size:
         found += visual_token_names(codebook_size)  # every code, not only those this split uses
-    return found
+    return list(dict.fromkeys(found))  # <visual> / </visual> are structure tags and visual tokens both
 
 
 def llamafactory_settings(vision: str, special_tokens: list[str]) -> dict:
