@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from dataclasses import replace
 
@@ -193,7 +194,7 @@ def test_every_setting_is_checked_and_named(field, bad):
     from vla_world.config import ConfigError, config_from_dict
 
     # nan: the config check's finite-number rule names it first (vla_world.config), else the field's own rule
-    expected = "not a finite number" if bad != bad else "must be"
+    expected = "not a finite number" if math.isnan(bad) else "must be"
     with pytest.raises(ConfigError, match=f"configs/instruct/x.yaml: data.qa[.:] ?{field}:? .*{expected}"):
         config_from_dict(StageDataConfig, {field: bad}, "configs/instruct/x.yaml: data.qa")
 
