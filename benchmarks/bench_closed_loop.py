@@ -82,10 +82,35 @@ def sensor_cost(episode, repeats: int = 3) -> dict[str, float]:
     return {"six cameras": camera_s, "LiDAR sweep": (time.perf_counter() - start) / repeats}
 
 
+def vla_breakdown(episode, duration: float, checkpoint: str, folder: str) -> dict[str, float]:
+    """Seconds per episode of the VLA row: rendering the sensors, perception, the LLM's decoding, the rest."""
+    import perception.inference as perception_inference
+    from planning.closed_loop import SensorFeed
+    from tools.eval_closed_loop import VlaPlanner
+
+    parts = dict.fromkeys(("rendering (6 cameras + LiDAR)", "perception", "LLM decoding"), 0.0)
+    sensors = SensorFeed(folder)
+    vla = VlaPlanner(checkpoint, None, sensors)
+    originals = SensorFeed.fill, perception_inference.model_tokens, vla.planner.plan
+    SensorFeed.fill = _timed(originals[0], parts, "rendering (6 cameras + LiDAR)")
+    perception_inference.model_tokens = _timed(originals[1], parts, "perception")
+    vla.planner.plan = _timed(originals[2], parts, "LLM decoding")
+    try:
+        start = time.perf_counter()
+        run_episode(episode, vla, "VLA", duration, sensors=sensors)
+        total = time.perf_counter() - start
+    finally:
+        SensorFeed.fill, perception_inference.model_tokens = originals[:2]
+    parts["simulation, controller, metrics"] = total - sum(parts.values())
+    return parts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--duration", type=float, default=12.0)
+    p.add_argument("--checkpoint", default=None, help="also time the VLA row (a planning checkpoint)")
+    p.add_argument("--sensors", default="outputs/bench_closed_loop_sensors", help="where the VLA's sensor files go")
     args = p.parse_args()
     torch.set_num_threads(1)
     episodes = [episode_setup(i, args.duration + 2.0) for i in range(args.episodes)]
@@ -101,6 +126,12 @@ def main() -> None:
     decisions = round(args.duration / closed_loop.DECISION_S)
     for name, seconds in sensor_cost(episodes[0]).items():
         print(f"  + {name} per decision {seconds:.3f} s -> {decisions * seconds:.1f} s per episode for a camera planner")
+    if args.checkpoint:
+        parts = vla_breakdown(episodes[0], args.duration, args.checkpoint, args.sensors)
+        total = sum(parts.values())
+        print(f"one VLA episode: {total:.2f} s ({60 / total:.1f} episodes/min)")
+        for name, seconds in parts.items():
+            print(f"  {name:32s} {seconds:6.2f} s  {100 * seconds / total:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -69,5 +69,13 @@ def test_verdict_names_the_rows_the_model_loses_to():
     assert "beats Constant velocity (1.50 m)" in sentence and "GT" not in sentence
 
 
+def test_verdict_calls_equal_printed_values_a_tie_and_speaks_of_every_learned_row():
+    table = TABLE.replace("| CTRA prior | 0.90 |", "| CTRA prior | 1.20 |") + "\n| VLA-tiny + GRPO | 0.90 | 1.00 |"
+    sentence = demo_readme.verdict(table)
+    assert "VLA-tiny (3 seeds) has an L2 Avg of 1.20 m: it loses to Ego-MLP (3 seeds) (0.55 m), VLA-tiny + GRPO " \
+           "(0.90 m), ties with CTRA prior (1.20 m) and beats Constant velocity (1.50 m)." in sentence
+    assert "In this run VLA-tiny + GRPO has an L2 Avg of 0.90 m" in sentence
+
+
 def test_verdict_without_a_learned_row_is_empty():
     assert demo_readme.verdict(TABLE.replace("VLA-tiny", "Other")) == ""

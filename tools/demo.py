@@ -251,7 +251,7 @@ def results_note(a: argparse.Namespace) -> str:
             f"(`make results`) on the mini world's held-out `{REPORT_SPLIT}` split: 14 scenes never used to choose "
             "a setting (val was). Learned rows are mean ± sample std over their seeds: Ego-MLP seeds "
             f"{' '.join(map(str, EGO_MLP_SEEDS))}; VLA-tiny planning-stage seeds {seeds}, each trained from the same "
-            "align → instruct → motion chain (seed 0), so the spread is the planning stage's alone. VLA answers "
+            "align → instruct → motion → world chain (seed 0), so the spread is the planning stage's alone. VLA answers "
             "are decoded template-constrained (docs/model.md); failed answers score as docs/evaluation.md says.")
 
 

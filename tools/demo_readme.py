@@ -46,19 +46,20 @@ def table_rows(table: str) -> dict[str, dict[str, float]]:
 
 
 def verdict(table: str, learned_prefix: str = "VLA", key: str = "L2 Avg (m)") -> str:
-    """One sentence: the learned row's L2 Avg against every other row (GT excluded), in the table's numbers."""
-    rows = {name: v for name, v in table_rows(table).items() if not name.startswith("GT") and key in v}
-    learned = [name for name in rows if name.startswith(learned_prefix)]
-    if not learned:
-        return ""
-    name, mine = learned[0], rows[learned[0]][key]
-    others = {other: v[key] for other, v in rows.items() if other != name}
-    worse = [f"{o} ({v:.2f} m)" for o, v in sorted(others.items(), key=lambda kv: kv[1]) if v < mine]
-    better = [f"{o} ({v:.2f} m)" for o, v in sorted(others.items(), key=lambda kv: kv[1]) if v >= mine]
-    parts = [f"In this run {name} has an L2 Avg of {mine:.2f} m:"]
-    parts.append(f"it loses to {', '.join(worse)}" if worse else "it loses to no other row")
-    parts.append(f"and beats {', '.join(better)}." if better else "and beats no other row.")
-    return " ".join(parts)
+    """One sentence per learned row: its L2 Avg against every other row (GT excluded), in the table's
+    numbers (2 decimals, so equal printed values are a tie, not a win)."""
+    rows = {name: v[key] for name, v in table_rows(table).items() if not name.startswith("GT") and key in v}
+    return " ".join(_sentence(name, rows) for name in rows if name.startswith(learned_prefix))
+
+
+def _sentence(name: str, rows: dict[str, float]) -> str:
+    mine = rows[name]
+    others = sorted(((o, v) for o, v in rows.items() if o != name), key=lambda kv: kv[1])
+    groups = {"loses to": [o for o in others if o[1] < mine], "ties with": [o for o in others if o[1] == mine],
+              "beats": [o for o in others if o[1] > mine]}
+    said = [f"{verb} {', '.join(f'{o} ({v:.2f} m)' for o, v in group)}" for verb, group in groups.items() if group]
+    clause = ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1] if said else "has no other row to compare"
+    return f"In this run {name} has an L2 Avg of {mine:.2f} m: it {clause}."
 
 
 def results_block(report: str) -> str:
