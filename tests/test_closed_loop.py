@@ -126,3 +126,8 @@ def test_record_of_an_input_carries_it_and_no_labels(episodes):
     again = planner_input(record)
     assert again.sample_token == inp.sample_token and np.array_equal(again.ego_past, inp.ego_past)
     assert record.num_agents == 0 and not record.ego_future_mask.any() and len(record.map_polylines) == 0
+
+
+def test_episode_names_differ_across_episode_sets():
+    # sensor files are named after the episode: two sets must never share a file (the image cache keys on it)
+    assert episode_setup(0, 3.0, seed=0).name != episode_setup(0, 3.0, seed=1).name

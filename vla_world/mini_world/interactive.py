@@ -104,6 +104,7 @@ class Episode:
     location: str
     net: RoadNetwork
     setup: SceneSetup
+    seed: int = 0  # the episode set (maps and traffic generator keys)
 
     @cached_property
     def drivable_area(self) -> shapely.Polygon:
@@ -123,7 +124,7 @@ class Episode:
 
     @property
     def name(self) -> str:
-        return f"episode-{self.index:03d}-{self.setup.behaviour}-{self.location}"
+        return f"episode-s{self.seed}-{self.index:03d}-{self.setup.behaviour}-{self.location}"  # unique across sets
 
 
 def episode_setup(index: int, duration: float, seed: int = 0) -> Episode:
@@ -132,7 +133,7 @@ def episode_setup(index: int, duration: float, seed: int = 0) -> Episode:
     location = LOCATIONS[(index // len(EPISODE_BEHAVIOURS)) % len(LOCATIONS)]
     net = build_road_network(location, np.random.default_rng([seed, LOCATIONS.index(location)]))
     setup = setup_scene(net, behaviour, duration, np.random.default_rng([seed, EPISODE_TAG, index]))
-    return Episode(index, location, net, setup)
+    return Episode(index, location, net, setup, seed)
 
 
 EGO_LENGTH_M, EGO_WIDTH_M = EGO_SIZE_WLH[1], EGO_SIZE_WLH[0]
