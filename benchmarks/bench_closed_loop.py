@@ -11,7 +11,9 @@ Run: ``.venv/bin/python benchmarks/bench_closed_loop.py --episodes 3``
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,6 +88,8 @@ def vla_breakdown(episode, duration: float, checkpoint: str, folder: str) -> dic
     """Seconds per episode of the VLA row: rendering the sensors, perception, the LLM's decoding, the rest."""
     import perception.inference as perception_inference
     from planning.closed_loop import SensorFeed
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ is not an installed package
     from tools.eval_closed_loop import VlaPlanner
 
     parts = dict.fromkeys(("rendering (6 cameras + LiDAR)", "perception", "LLM decoding"), 0.0)
