@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,6 +218,20 @@ class EncodedBatches:
 def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled sample order of one epoch: a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(num_samples)
+
+
+def next_rank_batch(progress, epoch_batches: Callable[[int], list[np.ndarray]], rank: int, world: int) -> np.ndarray:
+    """This process's share (`[rank::world]`) of the next global batch of the walk kept in `progress`
+    (`epoch`, `batch_in_epoch`, advanced here), rolling over into the next epoch; every stage trainer
+    walks its data this way, so a resumed run draws exactly the batches the uninterrupted one would."""
+    batches = epoch_batches(progress.epoch)
+    if progress.batch_in_epoch >= len(batches):
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+        batches = epoch_batches(progress.epoch)
+    batch = batches[progress.batch_in_epoch]
+    progress.batch_in_epoch += 1
+    return batch[rank::world]
 
 
 def global_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -65,7 +65,12 @@ from vla_world.model.sequence import (
 )
 from vla_world.model.vla import VLAModel
 from vla_world.training.config import StageConfig
-from vla_world.training.data import global_batches, load_stage_tokens, planning_examples
+from vla_world.training.data import (
+    global_batches,
+    load_stage_tokens,
+    next_rank_batch,
+    planning_examples,
+)
 from vla_world.training.distributed import (
     full_model_state,
     full_optimizer_state,
@@ -287,13 +292,7 @@ class GRPOTrainer:
         return self.prepared
 
     def next_prompts(self) -> list[Prompt]:
-        batches = self.epoch_batches(self.progress.epoch)
-        if self.progress.batch_in_epoch >= len(batches):
-            self.progress.epoch += 1
-            self.progress.batch_in_epoch = 0
-            batches = self.epoch_batches(self.progress.epoch)
-        indices = batches[self.progress.batch_in_epoch][self.acc.process_index::self.world]
-        self.progress.batch_in_epoch += 1
+        indices = next_rank_batch(self.progress, self.epoch_batches, self.acc.process_index, self.world)
         return [self.prompts[i] for i in indices]
 
     def fit(self, max_steps: int | None) -> Path:

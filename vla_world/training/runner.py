@@ -57,6 +57,7 @@ from vla_world.training.data import (
     kinematic_copy_records,
     load_stage_tokens,
     load_world_codes,
+    next_rank_batch,
     planning_examples,
     stage_examples,
     world_examples,
@@ -220,10 +221,6 @@ def online_batches(model: VLAModel, online: OnlinePerception, examples: list, sa
     kept = {s.sample_token for s in samples}
     return OnlineBatches([e for e in examples if e.sample_token in kept], records, online, model.sequence_builder,
                          model.pad_id, max_length)
-
-
-def rank_slice(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
-    return batch[rank::world]
 
 
 def check_max_steps(max_steps: int | None) -> None:
@@ -418,13 +415,7 @@ class StageTrainer:
 
     def next_batch(self) -> list[dict]:
         """This process's share of the next global batch, as `grad_accum` collated micro-batches."""
-        batches = self.epoch_batches(self.progress.epoch)
-        if self.progress.batch_in_epoch >= len(batches):
-            self.progress.epoch += 1
-            self.progress.batch_in_epoch = 0
-            batches = self.epoch_batches(self.progress.epoch)
-        indices = rank_slice(batches[self.progress.batch_in_epoch], self.acc.process_index, self.world)
-        self.progress.batch_in_epoch += 1
+        indices = next_rank_batch(self.progress, self.epoch_batches, self.acc.process_index, self.world)
         chunks = [c for c in np.array_split(indices, self.accumulation) if len(c)]
         return [self.batches.batch(c.tolist()) for c in chunks]  # online: the perception tail runs here, with grad
 
