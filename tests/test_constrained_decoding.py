@@ -168,15 +168,7 @@ def test_every_answer_as_the_tokenizer_encodes_it_can_be_decoded(name):
     assert merged_sign, "the vocabulary should glue '-' to punctuation, or the forced-prefix logic is untested"
     for _ in range(40):
         target = tok(format_trajectory(random_waypoints(rng)) + IM_END, add_special_tokens=False)["input_ids"]
-        ids, cursor = vocab.forced(Cursor())
-        while not cursor.done:
-            assert target[:len(ids)] == ids
-            options, after = vocab.allowed(cursor)
-            chosen = [k for k in options if int(vocab.token_ids[k]) == target[len(ids)]]
-            assert chosen, f"token {tok.decode([target[len(ids)]])!r} after {tok.decode(ids)!r} is not allowed"
-            forced, cursor = vocab.forced(after[options.index(chosen[0])])
-            ids += [target[len(ids)]] + forced
-        assert ids == target
+        assert_decoder_path(vocab, tok, target, Cursor())
 
 
 # ---- models -----------------------------------------------------------------------------------
@@ -401,14 +393,7 @@ def test_every_residual_answer_as_the_tokenizer_encodes_it_can_be_decoded(name):
         prior = random_prior(rng)
         answer = format_trajectory(prior + np.clip(rng.normal(0, 3.0, (6, 2)), -REACH, REACH), prior=prior)
         target = tok(answer + IM_END, add_special_tokens=False)["input_ids"]
-        ids, cursor = vocab.forced(start_cursor(prior))
-        while not cursor.done:
-            options, after = vocab.allowed(cursor)
-            chosen = [k for k in options if int(vocab.token_ids[k]) == target[len(ids)]]
-            assert chosen, f"token {tok.decode([target[len(ids)]])!r} after {tok.decode(ids)!r} is not allowed"
-            forced, cursor = vocab.forced(after[options.index(chosen[0])])
-            ids += [target[len(ids)]] + forced
-        assert ids == target
+        assert_decoder_path(vocab, tok, target, start_cursor(prior))
 
 
 def test_random_residual_models_always_answer_inside_the_bound(tokenizer):
@@ -442,3 +427,17 @@ def test_a_residual_planner_needs_the_priors_and_plans_prior_plus_answer(tokeniz
     np.testing.assert_allclose(result.trajectory, parse_trajectory(result.text, prior=prior).waypoints)
     assert absolute_text(result.text, prior) == format_trajectory(result.trajectory)
     assert absolute_text("no answer", prior) == "no answer" and absolute_text(result.text, None) == result.text
+
+
+def assert_decoder_path(vocab, tok, target: list[int], cursor) -> None:
+    """`target` (an encoded answer + <|im_end|>) is a path of the constrained decoder from `cursor`: every
+    token the model would choose is allowed there, and the forced spans are exactly the target's."""
+    ids, cursor = vocab.forced(cursor)
+    while not cursor.done:
+        assert target[:len(ids)] == ids
+        options, after = vocab.allowed(cursor)
+        chosen = [k for k in options if int(vocab.token_ids[k]) == target[len(ids)]]
+        assert chosen, f"token {tok.decode([target[len(ids)]])!r} after {tok.decode(ids)!r} is not allowed"
+        forced, cursor = vocab.forced(after[options.index(chosen[0])])
+        ids += [target[len(ids)]] + forced
+    assert ids == target

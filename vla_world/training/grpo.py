@@ -75,7 +75,6 @@ from vla_world.training.distributed import (
     full_model_state,
     full_optimizer_state,
     load_full_state,
-    make_accelerator,
 )
 from vla_world.training.grpo_loss import (
     AnswerLogProbs,
@@ -85,7 +84,6 @@ from vla_world.training.grpo_loss import (
 )
 from vla_world.training.model_setup import (
     log_parameter_counts,
-    resolve_init,
     set_trainable,
     start_model,
 )
@@ -94,7 +92,12 @@ from vla_world.training.online_perception import (
     OnlinePerception,
     perception_folder,
 )
-from vla_world.training.runner import learning_rate, load_stage_config, setup_logging
+from vla_world.training.runner import (
+    claimed_run,
+    learning_rate,
+    resume_point,
+    setup_logging,
+)
 from vla_world.training.stages import stage_spec
 
 log = logging.getLogger("vla_world.grpo")
@@ -416,18 +419,15 @@ def frozen_perception_copy(init: Path, out: Path) -> Path:
 
 def run_grpo_stage(args: Namespace) -> Path:
     """Train the grpo stage as configured; returns the `<out>/last` checkpoint folder."""
+    return claimed_run(args, _run_grpo_stage)
+
+
+def _run_grpo_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, out: Path) -> Path:
     from vla_world.data import load_records
 
-    cfg = load_stage_config(args)
     spec = stage_spec("grpo")
-    torch.set_num_threads(cfg.train.num_threads)
-    accelerator = make_accelerator()
-    out = Path(args.out)
     setup_logging(out, accelerator.is_main_process)
-    resume_dir = out / "last" if args.resume else None
-    if resume_dir is not None and not (resume_dir / "state.json").is_file():
-        raise FileNotFoundError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
-    init = resume_dir or resolve_init(cfg, spec, out, args.init)
+    resume_dir, init = resume_point(cfg, spec, args, out)
     start = reference_start(resume_dir, init)
     torch.manual_seed(cfg.train.seed)
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,6 +247,12 @@ def claim_out(out: Path, resume: bool, overwrite: bool, accelerator: Accelerator
 
 def run_llm_stage(args: Namespace) -> Path:
     """Train `args.stage` as configured; returns the `<out>/last` checkpoint folder."""
+    return claimed_run(args, _run_llm_stage)
+
+
+def claimed_run(args: Namespace, body: Callable[[Namespace, StageConfig, Accelerator, Path], Path]) -> Path:
+    """The skeleton of every LLM-side stage: config, --max-steps check, threads, accelerator, the claimed
+    --out (refused when occupied, locked, repaired on --resume), then `body`; the lock is always released."""
     cfg = load_stage_config(args)
     check_max_steps(args.max_steps)
     torch.set_num_threads(cfg.train.num_threads)
@@ -253,19 +260,24 @@ def run_llm_stage(args: Namespace) -> Path:
     out = Path(args.out)
     lock = claim_out(out, args.resume, getattr(args, "overwrite", False), accelerator)
     try:
-        return _run_llm_stage(args, cfg, accelerator, out)
+        return body(args, cfg, accelerator, out)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, out: Path) -> Path:
-    spec = stage_spec(args.stage)
-    setup_logging(out, accelerator.is_main_process)
+def resume_point(cfg: StageConfig, spec: StageSpec, args: Namespace, out: Path) -> tuple[Path | None, Path | None]:
+    """(the checkpoint --resume continues from, or None; the folder the run starts from, or None: fresh)."""
     resume_dir = out / "last" if args.resume else None
     if resume_dir is not None and not (resume_dir / "state.json").is_file():
         raise CheckpointError(f"{resume_dir}: --resume needs a checkpoint written by an earlier run with this --out")
-    init = resume_dir or resolve_init(cfg, spec, out, args.init)
+    return resume_dir, resume_dir or resolve_init(cfg, spec, out, args.init)
+
+
+def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, out: Path) -> Path:
+    spec = stage_spec(args.stage)
+    setup_logging(out, accelerator.is_main_process)
+    resume_dir, init = resume_point(cfg, spec, args, out)
     torch.manual_seed(cfg.train.seed)
     data = prepare_data(cfg, spec, args, init,
                         lambda recs, toks, visual: start_model(cfg, spec, init, args.llm, recs, toks, visual))
