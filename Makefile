@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo results test test-all lint bench clean-data llamafactory-smoke
+.PHONY: install demo results ablation-tokens test test-all lint bench clean-data llamafactory-smoke
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,13 @@ demo: install
 # demo's own finished runs are kept, so after `make demo` this trains seeds 1 and 2 only.
 results: install
 	$(VPY) tools/demo.py --data $(DATA) --out $(OUT) --seeds 0 1 2 --keep --jobs 2 --results-md docs/results.md
+
+# Issue 16: planning (3 seeds) and instruct on oracle vs perception tokens, test split; rewrites the table
+# between the ablation-tokens markers of both docs. After `make demo`: 8 training runs, all redone (the start
+# checkpoints may be new); ABLATION_FLAGS=--keep resumes a run cut short.
+ABLATION_FLAGS ?=
+ablation-tokens: install
+	$(VPY) tools/ablate_tokens.py --data $(DATA) --docs docs/results.md docs/perception.md $(ABLATION_FLAGS)
 
 test: install
 	$(VPY) -m pytest -q -m "not slow" tests
