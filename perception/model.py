@@ -7,7 +7,7 @@
 Shapes: scene (B, S, D) with S = 6 * rows * cols; bev (B, D, H, W) (rows grow forward, LiDAR
 frame); aux (B, 1 + 3, H, W) logits of agent-centre cells and map-class cells (training only);
 agents as documented in perception/centre_head.py (dense heads, top-K peaks as queries), map
-as in perception/decoders.py.
+as in perception/decoders.py (`model.map_head: detr`) or perception/map_raster.py (`raster`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from perception.centre_head import CentreHead
 from perception.config import PerceptionConfig
 from perception.decoders import MapDecoder
 from perception.inputs import CameraBatch
+from perception.map_raster import MapRasterHead
 from perception.scene_sampler import SceneSampler
 from perception.view_transform import ProjectionViewTransform
 from vla_world.data.records import CAMERAS, DETECTION_CLASSES, MAP_CLASSES
@@ -35,7 +36,9 @@ class BevPerception(nn.Module):
         self.bev_encoder = BevEncoder(m.fpn_channels, m.token_dim, m.bev_encoder_blocks)
         self.scene_sampler = SceneSampler(m.fpn_channels, m.token_dim, m.scene_pool, len(CAMERAS))
         self.agent_head = CentreHead(m, cfg.grid, len(DETECTION_CLASSES))
-        self.map_decoder = MapDecoder(m, cfg.grid, len(MAP_CLASSES))
+        # Either head is called map_decoder so the loss and the planning stage find it by one name.
+        self.map_decoder = (MapRasterHead(m, cfg.grid, len(MAP_CLASSES)) if m.map_head == "raster"
+                            else MapDecoder(m, cfg.grid, len(MAP_CLASSES)))
         # Auxiliary dense heads (training only): per-cell "an agent centre is here" and map-class
         # masks. They supervise every BEV cell directly, which the sparse Hungarian-matched query
         # losses do not, and so speed up learning a usable BEV on a short CPU schedule.
