@@ -54,6 +54,7 @@ class BevModelConfig:
     map_head: Literal["detr", "raster"] = "detr"  # detr: query decoder (perception/decoders.py); raster: per-class
     # segmentation vectorised into polylines (perception/map_raster.py); "detr" is the default so older checkpoints load
     map_raster_scale: int = 2  # raster head: map raster cells per BEV cell side (2 at tiny size: 0.5 m cells)
+    map_raster_thickness: int = 1  # raster head: width (map raster cells) of the drawn target lines; wider is easier to learn
 
     def validate(self) -> None:
         if self.token_dim % self.decoder_heads:
@@ -64,6 +65,8 @@ class BevModelConfig:
             raise ValueError("map_points must be >= 2 (a polyline needs two points)")
         if self.map_head not in ("detr", "raster"):
             raise ValueError(f"map_head={self.map_head!r}: use 'detr' or 'raster'")
+        if self.map_raster_thickness < 1:
+            raise ValueError(f"map_raster_thickness={self.map_raster_thickness}: must be >= 1 raster cell")
         if self.map_raster_scale < 1:
             raise ValueError(f"map_raster_scale={self.map_raster_scale}: must be >= 1 (1 = the BEV grid itself)")
 
@@ -110,6 +113,9 @@ class InferenceConfig:
     score_threshold: float = 0.3  # agents below this class score produce no token
     map_score_threshold: float = 0.3  # same for map elements
     map_raster_threshold: float = 0.4  # raster map head: a cell is on a map element when its probability is at least this
+    map_raster_ridge: int = 3  # raster map head: keep only row/column maxima within +-this many cells (0: off; map_vectorise.py)
+    map_raster_min_cells: int = 4  # raster map head: smaller pieces of a class mask are noise
+    map_raster_close: int = 0  # raster map head: binary closing iterations that bridge gaps before vectorising
     max_agents: int = 50  # cap on agent tokens per sample
     track_max_distance: float = 3.0  # m: a detection joins a track only if within this of its predicted position
     track_own_velocity: float = 0.0  # weight of a track's own displacement velocity vs the detector's (perception/tracking.py)

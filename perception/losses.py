@@ -54,7 +54,7 @@ def detection_loss(out: dict[str, torch.Tensor], target: FrameTargets, cfg: Loss
 
 def map_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
     if "segmentation" in out:
-        return {"map_seg": raster_map_loss(out["segmentation"], target, half, cfg)}
+        return {"map_seg": raster_map_loss(out["segmentation"], target, half, cfg, int(out["thickness"][0]))}
     points = torch.from_numpy(target.map_points)
     types = torch.from_numpy(target.map_types)
     q, t = hungarian(map_cost(out["logits"], out["points"], types, points, half, cfg.map_cls_weight, cfg.map_points_weight))
@@ -66,11 +66,12 @@ def map_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Ten
             "map_points": matched_l1.sum() / norm}
 
 
-def raster_map_loss(logits: torch.Tensor, target: FrameTargets, half: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+def raster_map_loss(logits: torch.Tensor, target: FrameTargets, half: torch.Tensor, cfg: LossConfig,
+                    thickness: int = 1) -> torch.Tensor:
     """Loss of the raster map head on one keyframe's (types, s*H, s*W) logits."""
     types, cells = logits.shape[0], logits.shape[-1]
     grid = GridConfig(x_half=float(half[0]), y_half=float(half[1]), cells=cells)
-    mask = torch.from_numpy(raster_targets(target, grid, 1, types))
+    mask = torch.from_numpy(raster_targets(target, grid, 1, types, thickness))
     return segmentation_loss(logits, mask, cfg.map_seg_pos_weight)
 
 

@@ -32,6 +32,7 @@ class MapRasterHead(nn.Module):
         super().__init__()
         dim = cfg.token_dim
         self.scale = cfg.map_raster_scale
+        self.register_buffer("thickness", torch.tensor([cfg.map_raster_thickness]), persistent=False)
         self.register_buffer("grid_half", torch.tensor([grid.x_half, grid.y_half]), persistent=False)
         self.segmentation = nn.Sequential(nn.Conv2d(dim, dim, 3, 1, 1), nn.ReLU())
         self.refine = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, 1, 1), nn.ReLU(), nn.Conv2d(dim // 2, num_types, 1))
@@ -45,7 +46,8 @@ class MapRasterHead(nn.Module):
             hidden = F.interpolate(hidden, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return {"segmentation": self.refine(hidden), "features": self.features(bev),
                 "type_embed": self.type_embed.weight.expand(bev.shape[0], -1, -1),
-                "half": self.grid_half.expand(bev.shape[0], -1)}  # metres, for decoding one keyframe alone
+                "half": self.grid_half.expand(bev.shape[0], -1),  # metres, for decoding one keyframe alone
+                "thickness": self.thickness.expand(bev.shape[0], -1)}  # target line width (raster cells), for the loss
 
 
 def element_embeddings(features: torch.Tensor, type_embed: torch.Tensor, types: torch.Tensor, points: torch.Tensor,
@@ -59,9 +61,9 @@ def element_embeddings(features: torch.Tensor, type_embed: torch.Tensor, types: 
     return sampled[0].mean(-1).T + type_embed[types]
 
 
-def raster_targets(targets: FrameTargets, grid: GridConfig, scale: int, num_types: int) -> np.ndarray:
+def raster_targets(targets: FrameTargets, grid: GridConfig, scale: int, num_types: int, thickness: int = 1) -> np.ndarray:
     """(types, scale*H, scale*W) float32 masks: the raster cells each map element's polyline crosses
-    (one cell wide, drawn with OpenCV), BEV layout (rows grow forward)."""
+    (`thickness` cells wide, drawn with OpenCV), BEV layout (rows grow forward)."""
     cells = grid.cells * scale
     masks = np.zeros((num_types, cells, cells), np.uint8)
     pixels_per_metre = np.array([cells / (2 * grid.x_half), cells / (2 * grid.y_half)])
@@ -69,7 +71,7 @@ def raster_targets(targets: FrameTargets, grid: GridConfig, scale: int, num_type
     for kind, points in zip(targets.map_types, targets.map_points):
         layer = np.ascontiguousarray(masks[kind])
         cv2.polylines(layer, [np.floor((points + offset) * pixels_per_metre).astype(np.int32)], isClosed=False,
-                      color=1, thickness=1)
+                      color=1, thickness=thickness)
         masks[kind] = layer
     return masks.astype(np.float32)
 

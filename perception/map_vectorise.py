@@ -6,7 +6,8 @@ polylines. No installed library turns a probability raster into ordered polyline
 not installed; scipy and OpenCV are), so this module does it with scipy.ndimage and
 scipy.sparse.csgraph:
 
-  1. threshold each class map, split it into 8-connected components (`scipy.ndimage.label`);
+  1. threshold each class map, optionally close small gaps (`scipy.ndimage.binary_closing`), and
+     split it into 8-connected components (`scipy.ndimage.label`);
   2. lines (dividers, road boundaries): the longest shortest path through the component's cell
      graph (two Dijkstra sweeps: the graph's diameter) is the polyline; cells within `peel` cells
      of it are removed and what remains (a branch, a second line touching the first) is vectorised
@@ -35,6 +36,7 @@ from shapely.geometry import LineString
 from perception.targets import resample_polyline
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
+RIDGE_CONTRAST = 0.05  # a window whose values differ by less than this is flat (no ridge across it)
 
 
 @dataclass
@@ -45,6 +47,9 @@ class VectoriseConfig:
     min_cells: int = 4  # components (and peeled remainders) smaller than this are noise
     peel: float = 1.5  # cells: after taking a path, drop the component's cells this close to it
     closed_types: tuple[int, ...] = (2,)  # classes drawn as closed outlines (MAP_CLASSES: ped_crossing)
+    ridge: int = 0  # > 0: keep only cells that are the maximum of a 1 x (2*ridge+1) row or column window (thin lines
+    # out of a wide band of probability, as Canny's non-maximum suppression; separates parallel lines in one blob)
+    close: int = 0  # binary closing iterations (3x3) before splitting into components: bridges gaps of ~2*close cells
 
     def validate(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -126,12 +131,28 @@ def outline_paths(mask: np.ndarray, cfg: VectoriseConfig) -> list[np.ndarray]:
     return paths
 
 
+def ridge_cells(prob: np.ndarray, reach: int) -> np.ndarray:
+    """Cells that peak in their row window or their column window of 2*reach+1 cells: the maximum of a
+    window that is not flat (along a line the window is flat, so only the direction across it counts)."""
+    size = 2 * reach + 1
+    keep = np.zeros(prob.shape, bool)
+    for axis in (0, 1):
+        high = ndimage.maximum_filter1d(prob, size, axis=axis, mode="nearest")
+        low = ndimage.minimum_filter1d(prob, size, axis=axis, mode="nearest")
+        keep |= (prob >= high) & (high > low + RIDGE_CONTRAST)
+    return keep
+
+
 def vectorise(probabilities: np.ndarray, half: tuple[float, float], num_points: int,
               cfg: VectoriseConfig) -> list[Polyline]:
     """(types, rows, cols) probabilities -> polylines of `num_points` points, highest score first."""
     out = []
     for kind, prob in enumerate(probabilities):
         mask = prob >= cfg.threshold
+        if cfg.ridge > 0:
+            mask &= ridge_cells(prob, cfg.ridge)
+        if cfg.close > 0:  # a line seen in pieces is one element: Chamfer punishes fragments at both ends
+            mask = ndimage.binary_closing(mask, EIGHT_CONNECTED, iterations=cfg.close, border_value=0) | mask
         paths = outline_paths(mask, cfg) if kind in cfg.closed_types else line_paths(mask, cfg)
         for path in paths:
             xy = cell_xy(path, prob.shape, half)

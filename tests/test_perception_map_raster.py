@@ -125,3 +125,13 @@ def test_element_embeddings_sample_the_features_along_the_polyline():
     assert tokens.tolist() == [[1.0, 5.0]]
     assert element_embeddings(features, type_embed, torch.zeros(0, dtype=torch.long), torch.zeros(0, 2, 2),
                               torch.tensor([10.0, 10.0])).shape == (0, 2)
+
+
+def test_ridge_thins_a_wide_band_to_its_crest():
+    prob = np.zeros((3, 20, 20), np.float32)
+    for col, value in zip(range(5, 10), (0.5, 0.7, 0.9, 0.7, 0.5)):  # a 5-cell-wide vertical band, crest at column 7
+        prob[0, :, col] = value
+    (line,) = vectorise(prob, HALF, 6, VectoriseConfig(threshold=0.4, ridge=2))
+    assert np.allclose(line.points[:, 0], -2.5) and line.score == pytest.approx(0.9)
+    blob = vectorise(prob, HALF, 6, VectoriseConfig(threshold=0.4, ridge=0))[0]  # without: a path through the blob
+    assert blob.score < 0.9 and not np.allclose(blob.points[:, 0], -2.5)
