@@ -24,6 +24,8 @@ class GridConfig:
     y_half: float = 25.0  # grid covers y in [-y_half, y_half] m (LiDAR y, forward)
     cells: int = 50  # cells per side (square grid): resolution = 2 * half / cells
     heights: tuple[float, ...] = (-1.6, -0.9, -0.2)  # z (m, LiDAR frame; ground ~ -1.84 m) of pillar points projected into cameras
+    ground_height: float | None = None  # z (m): also sample the cameras at this one height and add it as BEV channels, so
+    # road markings are not averaged with the features of points above them (for the map head); None: off
 
     def validate(self) -> None:
         if self.x_half <= 0 or self.y_half <= 0:

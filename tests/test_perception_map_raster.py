@@ -135,3 +135,13 @@ def test_ridge_thins_a_wide_band_to_its_crest():
     assert np.allclose(line.points[:, 0], -2.5) and line.score == pytest.approx(0.9)
     blob = vectorise(prob, HALF, 6, VectoriseConfig(threshold=0.4, ridge=0))[0]  # without: a path through the blob
     assert blob.score < 0.9 and not np.allclose(blob.points[:, 0], -2.5)
+
+
+def test_ground_sampling_adds_bev_channels():
+    from perception.model import BevPerception
+
+    cfg = tiny_config()
+    cfg.grid.ground_height = -1.84
+    model = BevPerception(cfg)
+    assert model.ground_transform.grid.heights == (-1.84,)
+    assert model.bev_encoder.input.in_channels == 2 * cfg.model.fpn_channels
