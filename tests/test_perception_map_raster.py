@@ -145,3 +145,23 @@ def test_ground_sampling_adds_bev_channels():
     model = BevPerception(cfg)
     assert model.ground_transform.grid.heights == (-1.84,)
     assert model.bev_encoder.input.in_channels == 2 * cfg.model.fpn_channels
+
+
+def test_model_with_the_raster_head_gives_tokens_with_gradient(tmp_path):
+    from perception.inference import outputs_to_tokens, per_keyframe
+    from perception.inputs import ImageCache, load_camera_batch
+    from perception.model import BevPerception
+    from tests.test_perception_train import synthetic_dataroot
+
+    cfg = tiny_config()
+    cfg.model.map_head = "raster"
+    cfg.inference.map_raster_threshold = 0.05  # an untrained head: let its weak cells through
+    records = synthetic_dataroot(tmp_path)
+    out = BevPerception(cfg)(load_camera_batch(records, ImageCache(tmp_path, cfg.model.image_size)))
+    with torch.no_grad():
+        out["map"]["segmentation"][:, 1, 5:25, 10] = 10.0  # a road boundary along x = -5.5 m in both keyframes
+    tokens = outputs_to_tokens(per_keyframe(out), records, cfg)
+    for record in records:
+        t = tokens[record.sample_token]
+        assert 1 in t.map_types.tolist() and t.map.shape[1] == cfg.model.token_dim and t.map.requires_grad
+        assert t.map_points.shape[1:] == (cfg.model.map_points, 2)
