@@ -24,6 +24,8 @@ class GridConfig:
     y_half: float = 25.0  # grid covers y in [-y_half, y_half] m (LiDAR y, forward)
     cells: int = 50  # cells per side (square grid): resolution = 2 * half / cells
     heights: tuple[float, ...] = (-1.6, -0.9, -0.2)  # z (m, LiDAR frame; ground ~ -1.84 m) of pillar points projected into cameras
+    ground_height: float | None = None  # z (m): also sample the cameras at this one height and add it as BEV channels, so
+    # road markings are not averaged with the features of points above them (for the map head); None: off
 
     def validate(self) -> None:
         if self.x_half <= 0 or self.y_half <= 0:
@@ -51,6 +53,10 @@ class BevModelConfig:
     decoder_heads: int = 4  # attention heads
     ffn_dim: int = 128  # decoder feed-forward width
     dropout: float = 0.0  # decoder dropout (0 keeps CPU runs deterministic)
+    map_head: Literal["detr", "raster"] = "detr"  # detr: query decoder (perception/decoders.py); raster: per-class
+    # segmentation vectorised into polylines (perception/map_raster.py); "detr" is the default so older checkpoints load
+    map_raster_scale: int = 2  # raster head: map raster cells per BEV cell side (2 at tiny size: 0.5 m cells)
+    map_raster_thickness: int = 1  # raster head: width (map raster cells) of the drawn target lines; wider is easier to learn
 
     def validate(self) -> None:
         if self.token_dim % self.decoder_heads:
@@ -59,6 +65,12 @@ class BevModelConfig:
             raise ValueError("backbone_channels: give at least two stages for the FPN to fuse")
         if self.map_points < 2:
             raise ValueError("map_points must be >= 2 (a polyline needs two points)")
+        if self.map_head not in ("detr", "raster"):
+            raise ValueError(f"map_head={self.map_head!r}: use 'detr' or 'raster'")
+        if self.map_raster_thickness < 1:
+            raise ValueError(f"map_raster_thickness={self.map_raster_thickness}: must be >= 1 raster cell")
+        if self.map_raster_scale < 1:
+            raise ValueError(f"map_raster_scale={self.map_raster_scale}: must be >= 1 (1 = the BEV grid itself)")
 
 
 @dataclass
@@ -71,6 +83,8 @@ class LossConfig:
     map_cls_weight: float = 2.0  # focal loss on map element classes
     map_points_weight: float = 5.0  # L1 on normalised polyline points (direction-agnostic)
     dense_weight: float = 2.0  # focal loss on the auxiliary per-cell BEV masks (agent centres, map classes)
+    map_seg_weight: float = 2.0  # raster map head: BCE + Dice on the per-class map raster
+    map_seg_pos_weight: float = 10.0  # raster map head: BCE weight of map cells (a few percent of the raster)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
 
@@ -100,8 +114,14 @@ class InferenceConfig:
 
     score_threshold: float = 0.3  # agents below this class score produce no token
     map_score_threshold: float = 0.3  # same for map elements
+    map_raster_threshold: float = 0.4  # raster map head: a cell is on a map element when its probability is at least this
+    map_raster_ridge: int = 3  # raster map head: keep only row/column maxima within +-this many cells (0: off; map_vectorise.py)
+    map_raster_min_cells: int = 4  # raster map head: smaller pieces of a class mask are noise
+    map_raster_close: int = 0  # raster map head: binary closing iterations that bridge gaps before vectorising
     max_agents: int = 50  # cap on agent tokens per sample
     track_max_distance: float = 3.0  # m: a detection joins a track only if within this of its predicted position
+    track_own_velocity: float = 0.0  # weight of a track's own displacement velocity vs the detector's (perception/tracking.py)
+    track_max_missed: int = 1  # keyframes a track coasts on its velocity without a detection before it ends
     gt_match_distance: float = 2.0  # m: a kept agent reports the GT track id of the nearest GT centre within this
 
 

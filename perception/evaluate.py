@@ -44,7 +44,7 @@ def model_predictions(model, records: list[SampleRecord], cache: ImageCache, cfg
     preds = []
     for out in run_model(model, records, cache, cfg.train.batch_size, progress):
         det = decode_agents(out["agents"], cfg.inference, EVAL_SCORE_THRESHOLD)
-        elements = decode_map(out["map"], cfg.inference, EVAL_SCORE_THRESHOLD)
+        elements = decode_map(out["map"], cfg.inference, EVAL_SCORE_THRESHOLD, cfg.model.map_points)
         preds.append(FramePrediction(det.boxes.numpy(), det.velocities.numpy(), det.classes.numpy(), det.scores.numpy(),
                                      FrameMap(elements.types.numpy(), elements.points.numpy(), elements.scores.numpy())))
     return preds
@@ -65,7 +65,9 @@ def target_predictions(records: list[SampleRecord], cfg: PerceptionConfig) -> li
 
 
 def _tracking_frames(records: list[SampleRecord], preds: list[FramePrediction], cfg: PerceptionConfig) -> list[tuple]:
-    tracker, scene, frames = CentreTracker(cfg.inference.track_max_distance), None, []
+    inference = cfg.inference
+    tracker = CentreTracker(inference.track_max_distance, inference.track_max_missed, inference.track_own_velocity)
+    scene, frames = None, []
     for index in sorted(range(len(records)), key=lambda i: (records[i].scene_name, records[i].frame_index)):
         record, pred = records[index], preds[index]
         if record.scene_name != scene:

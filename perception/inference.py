@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from perception.config import InferenceConfig, PerceptionConfig
 from perception.inputs import ImageCache, load_camera_batch
+from perception.map_raster import element_embeddings
+from perception.map_vectorise import VectoriseConfig, vectorise
 from perception.matching import hungarian
 from perception.targets import FrameTargets, frame_targets
 from perception.tokens import PerceptionTokens
@@ -60,12 +62,34 @@ def decode_agents(out: dict[str, torch.Tensor], cfg: InferenceConfig, threshold:
     return Detections(boxes, out["velocity"][keep], classes[keep], scores[keep], out["embeddings"][keep])
 
 
-def decode_map(out: dict[str, torch.Tensor], cfg: InferenceConfig, threshold: float | None = None) -> MapElements:
-    scores, types = out["logits"].sigmoid().max(-1)
+def decode_map(out: dict[str, torch.Tensor], cfg: InferenceConfig, threshold: float | None = None,
+               num_points: int | None = None) -> MapElements:
+    """Map elements of one keyframe whose score passes the threshold, highest score first.
+
+    DETR head: one element per query. Raster head (`segmentation` in `out`): the vectorised
+    polylines of `num_points` points (perception/map_vectorise.py), tokens pooled along them."""
     threshold = cfg.map_score_threshold if threshold is None else threshold
+    if "segmentation" in out:
+        return decode_raster_map(out, cfg, threshold, num_points)
+    scores, types = out["logits"].sigmoid().max(-1)
     keep = torch.nonzero(scores >= threshold).flatten()
     keep = keep[scores[keep].argsort(descending=True)]
     return MapElements(types[keep], out["points"][keep], scores[keep], out["embeddings"][keep])
+
+
+def decode_raster_map(out: dict[str, torch.Tensor], cfg: InferenceConfig, threshold: float,
+                      num_points: int | None) -> MapElements:
+    if num_points is None:
+        raise ValueError("decode_map: the raster map head needs num_points (the config's model.map_points)")
+    half = out["half"].detach()
+    vectorise_cfg = VectoriseConfig(threshold=cfg.map_raster_threshold, min_cells=cfg.map_raster_min_cells,
+                                    ridge=cfg.map_raster_ridge, close=cfg.map_raster_close)
+    polylines = [p for p in vectorise(out["segmentation"].detach().sigmoid().numpy(), tuple(half.tolist()), num_points,
+                                      vectorise_cfg) if p.score >= threshold]
+    types = torch.tensor([p.kind for p in polylines], dtype=torch.long)
+    points = torch.from_numpy(np.array([p.points for p in polylines], np.float32).reshape(-1, num_points, 2))
+    embeddings = element_embeddings(out["features"], out["type_embed"], types, points, half)
+    return MapElements(types, points, torch.tensor([p.score for p in polylines]), embeddings)
 
 
 def gt_track_ids(pred_centres: np.ndarray, gt_centres: np.ndarray, gt_ids: np.ndarray, max_distance: float) -> np.ndarray:
@@ -109,7 +133,7 @@ def outputs_to_tokens(outputs: list[dict], records: list[SampleRecord], cfg: Per
     """{sample_token: PerceptionTokens} from per-keyframe outputs (in `records` order), thresholds from `cfg`."""
     targets = [None] * len(records) if targets is None else targets
     return {record.sample_token: to_tokens(out["scene"], decode_agents(out["agents"], cfg.inference),
-                                           decode_map(out["map"], cfg.inference), record, cfg, target)
+                                           decode_map(out["map"], cfg.inference, num_points=cfg.model.map_points), record, cfg, target)
             for record, out, target in zip(records, outputs, targets, strict=True)}
 
 

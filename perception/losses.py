@@ -3,7 +3,8 @@
   detection: dense, no matching (perception/centre_head.py): CenterNet focal loss on the per-class
              centre heatmap + L1 on box regression (offset, z, log size, sin/cos yaw) and velocity
              (m/s) at the cells around each GT centre
-  map:       focal loss on element types + direction-agnostic L1 on normalised polyline points
+  map:       DETR head: focal loss on element types + direction-agnostic L1 on normalised polyline points;
+             raster head (perception/map_raster.py): BCE + Dice on the per-class map raster
   dense:     focal loss on auxiliary per-cell BEV masks (agent centres, map classes)
 Losses are normalised by the number of GT objects or supervised cells (at least 1), as in DETR/CenterNet.
 Tracking needs no loss: identities come from association (perception/tracking.py).
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from perception.config import GridConfig, LossConfig
+from perception.map_raster import raster_targets, segmentation_loss
 from perception.matching import hungarian, map_cost, polyline_l1
 from perception.targets import FrameTargets, centre_targets, dense_bev_targets
 
@@ -51,6 +53,8 @@ def detection_loss(out: dict[str, torch.Tensor], target: FrameTargets, cfg: Loss
 
 
 def map_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
+    if "segmentation" in out:
+        return {"map_seg": raster_map_loss(out["segmentation"], target, half, cfg, int(out["thickness"][0]))}
     points = torch.from_numpy(target.map_points)
     types = torch.from_numpy(target.map_types)
     q, t = hungarian(map_cost(out["logits"], out["points"], types, points, half, cfg.map_cls_weight, cfg.map_points_weight))
@@ -60,6 +64,15 @@ def map_loss(out: dict[str, torch.Tensor], target: FrameTargets, half: torch.Ten
     matched_l1 = polyline_l1(out["points"][q] / half, points[t] / half).diagonal() if len(q) else out["points"].sum() * 0
     return {"map_cls": sigmoid_focal_loss(out["logits"], cls_target, cfg.focal_alpha, cfg.focal_gamma) / norm,
             "map_points": matched_l1.sum() / norm}
+
+
+def raster_map_loss(logits: torch.Tensor, target: FrameTargets, half: torch.Tensor, cfg: LossConfig,
+                    thickness: int = 1) -> torch.Tensor:
+    """Loss of the raster map head on one keyframe's (types, s*H, s*W) logits."""
+    types, cells = logits.shape[0], logits.shape[-1]
+    grid = GridConfig(x_half=float(half[0]), y_half=float(half[1]), cells=cells)
+    mask = torch.from_numpy(raster_targets(target, grid, 1, types, thickness))
+    return segmentation_loss(logits, mask, cfg.map_seg_pos_weight)
 
 
 def dense_loss(aux_logits: torch.Tensor, target: FrameTargets, grid: GridConfig, cfg: LossConfig) -> torch.Tensor:
@@ -80,6 +93,7 @@ def perception_loss(outputs: dict, targets: list[FrameTargets], half: torch.Tens
         for name, value in terms.items():
             parts[name] = parts.get(name, 0.0) + value / len(targets)
     weights = {"det_cls": cfg.cls_weight, "det_box": cfg.box_weight, "det_velocity": cfg.velocity_weight,
-               "map_cls": cfg.map_cls_weight, "map_points": cfg.map_points_weight, "bev_dense": cfg.dense_weight}
+               "map_cls": cfg.map_cls_weight, "map_points": cfg.map_points_weight, "map_seg": cfg.map_seg_weight,
+               "bev_dense": cfg.dense_weight}
     total = sum(weights[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

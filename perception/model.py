@@ -7,10 +7,12 @@
 Shapes: scene (B, S, D) with S = 6 * rows * cols; bev (B, D, H, W) (rows grow forward, LiDAR
 frame); aux (B, 1 + 3, H, W) logits of agent-centre cells and map-class cells (training only);
 agents as documented in perception/centre_head.py (dense heads, top-K peaks as queries), map
-as in perception/decoders.py.
+as in perception/decoders.py (`model.map_head: detr`) or perception/map_raster.py (`raster`).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -21,6 +23,7 @@ from perception.centre_head import CentreHead
 from perception.config import PerceptionConfig
 from perception.decoders import MapDecoder
 from perception.inputs import CameraBatch
+from perception.map_raster import MapRasterHead
 from perception.scene_sampler import SceneSampler
 from perception.view_transform import ProjectionViewTransform
 from vla_world.data.records import CAMERAS, DETECTION_CLASSES, MAP_CLASSES
@@ -32,10 +35,15 @@ class BevPerception(nn.Module):
         m = cfg.model
         self.backbone = CameraBackbone(m.backbone_channels, m.fpn_channels)
         self.view_transform = ProjectionViewTransform(cfg.grid)
-        self.bev_encoder = BevEncoder(m.fpn_channels, m.token_dim, m.bev_encoder_blocks)
+        # Optional second sampling at the ground alone: markings sharp instead of averaged over pillar heights.
+        ground = cfg.grid.ground_height is not None
+        self.ground_transform = ProjectionViewTransform(replace(cfg.grid, heights=(cfg.grid.ground_height,))) if ground else None
+        self.bev_encoder = BevEncoder(m.fpn_channels * (2 if ground else 1), m.token_dim, m.bev_encoder_blocks)
         self.scene_sampler = SceneSampler(m.fpn_channels, m.token_dim, m.scene_pool, len(CAMERAS))
         self.agent_head = CentreHead(m, cfg.grid, len(DETECTION_CLASSES))
-        self.map_decoder = MapDecoder(m, cfg.grid, len(MAP_CLASSES))
+        # Either head is called map_decoder so the loss and the planning stage find it by one name.
+        self.map_decoder = (MapRasterHead(m, cfg.grid, len(MAP_CLASSES)) if m.map_head == "raster"
+                            else MapDecoder(m, cfg.grid, len(MAP_CLASSES)))
         # Auxiliary dense heads (training only): per-cell "an agent centre is here" and map-class
         # masks. They supervise every BEV cell directly, which the sparse Hungarian-matched query
         # losses do not, and so speed up learning a usable BEV on a short CPU schedule.
@@ -46,7 +54,8 @@ class BevPerception(nn.Module):
         return self.tail(*self.frozen_part(batch))
 
     def frozen_part(self, batch: CameraBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Camera backbone + view transform: (BEV input (B, C_fpn, H, W), coarsest level (B, cams, C_fpn, h, w)).
+        """Camera backbone + view transform: (BEV input (B, C_fpn or 2 C_fpn with grid.ground_height, H, W),
+        coarsest level (B, cams, C_fpn, h, w)).
 
         The part the planning stage keeps frozen (perception/tail.py caches its output); the view
         transform has no parameters, so everything after it is trainable.
@@ -56,7 +65,11 @@ class BevPerception(nn.Module):
         # The finer level feeds the BEV (spatial detail); the coarsest one the scene tokens, as in the paper.
         fine = levels[-2].unflatten(0, (batch_size, cams))
         coarse = levels[-1].unflatten(0, (batch_size, cams))
-        return self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size), coarse
+        bev = self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size)
+        if self.ground_transform is not None:
+            ground = self.ground_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size)
+            bev = torch.cat([bev, ground], 1)
+        return bev, coarse
 
     def tail(self, bev_input: torch.Tensor, coarse: torch.Tensor) -> dict:
         """Everything after the view transform: BEV encoder, scene sampler, agent head, map decoder, aux heads."""

@@ -40,11 +40,20 @@ def to_global(record: SampleRecord, xy: np.ndarray, vectors: bool = False) -> np
 
 
 class CentreTracker:
-    """Tracks of one scene; call `reset()` between scenes."""
+    """Tracks of one scene; call `reset()` between scenes.
 
-    def __init__(self, max_distance: float, max_missed: int = 1) -> None:
+    `own_velocity`: weight of the track's own velocity (its last two matched global positions over
+    the time between them) against the detector's in the constant-velocity prediction; the
+    detector's velocity is noisy (about 2 m/s error on the tiny model), a track's own displacement
+    is not once it has two detections. `same_class`: never link detections of different classes
+    (a car seen as a truck for one frame then starts a new track)."""
+
+    def __init__(self, max_distance: float, max_missed: int = 1, own_velocity: float = 0.0,
+                 same_class: bool = True) -> None:
         self.max_distance = max_distance
         self.max_missed = max_missed
+        self.own_velocity = own_velocity
+        self.same_class = same_class
         self.reset()
 
     def reset(self) -> None:
@@ -61,14 +70,15 @@ class CentreTracker:
         classes_np = classes.numpy()
         predicted = np.array([t.centre + t.velocity * dt for t in self.tracks]).reshape(-1, 2)
         distance = np.linalg.norm(centres[:, None] - predicted[None], axis=-1)
-        distance[classes_np[:, None] != np.array([t.cls for t in self.tracks])[None]] = 1e6  # never switch class
+        if self.same_class:
+            distance[classes_np[:, None] != np.array([t.cls for t in self.tracks])[None]] = 1e6
         ids = np.full(len(centres), -1, np.int64)
         matched_tracks = set()
         rows, cols = hungarian(torch.from_numpy(distance))
         for det, trk in zip(rows, cols):
             if distance[det, trk] <= self.max_distance:
                 ids[det] = self.tracks[trk].track_id
-                self.tracks[trk] = Track(ids[det], centres[det], vels[det], int(classes_np[det]))
+                self.tracks[trk] = self._moved(self.tracks[trk], centres[det], vels[det], int(classes_np[det]), dt)
                 matched_tracks.add(trk)
         self._age_unmatched(matched_tracks, dt)
         for det in np.flatnonzero(ids < 0):
@@ -76,6 +86,15 @@ class CentreTracker:
             self.tracks.append(Track(self.next_id, centres[det], vels[det], int(classes_np[det])))
             self.next_id += 1
         return ids
+
+    def _moved(self, track: Track, centre: np.ndarray, detector_velocity: np.ndarray, cls: int, dt: float) -> Track:
+        """The track after a matched detection (its centre is still the previous detection's, or a
+        coasted track's prediction, whose own velocity is kept)."""
+        velocity = detector_velocity
+        if self.own_velocity > 0 and dt > 0:
+            own = (centre - track.centre) / dt if track.missed == 0 else track.velocity
+            velocity = self.own_velocity * own + (1 - self.own_velocity) * detector_velocity
+        return Track(track.track_id, centre, velocity, cls)
 
     def _age_unmatched(self, matched: set[int], dt: float) -> None:
         kept = []

@@ -26,3 +26,26 @@ def test_ids_survive_ego_motion_and_new_agents_get_new_ids():
     assert ids0.tolist() == [0, 1]
     assert ids1.tolist() == [0, 1]
     assert ids2.tolist() == [2]
+
+
+def run_track(tracker: CentreTracker, ys: list[float | None], detector_vy: list[float]) -> list[int]:
+    """Ids given to one car at global y (None: not detected), the ego at rest; the detector's vy per frame."""
+    ids = []
+    for frame, (y, vy) in enumerate(zip(ys, detector_vy)):
+        boxes = torch.tensor([[0.0, y, 0, 2, 4, 2, 0]]) if y is not None else torch.zeros(0, 7)
+        vel = torch.tensor([[0.0, vy]]) if y is not None else torch.zeros(0, 2)
+        cls = torch.zeros(len(boxes), dtype=torch.long)
+        ids += tracker.update(record_at(frame, 0.0), boxes, vel, cls).tolist()
+    return ids
+
+
+def test_own_velocity_keeps_the_id_when_the_detector_velocity_is_wrong():
+    ys, vy = [10.0, 14.0, 18.0, 22.0], [8.0, 0.0, 0.0, 0.0]  # 8 m/s; the detector says 0 after the first frame
+    assert run_track(CentreTracker(2.5), ys, vy) == [0, 0, 1, 2]
+    assert run_track(CentreTracker(2.5, own_velocity=1.0), ys, vy) == [0, 0, 0, 0]
+
+
+def test_a_track_coasts_through_max_missed_frames():
+    ys, vy = [10.0, 12.0, None, None, 18.0], [4.0] * 5
+    assert run_track(CentreTracker(1.0, max_missed=1), ys, vy) == [0, 0, 1]
+    assert run_track(CentreTracker(1.0, max_missed=2), ys, vy) == [0, 0, 0]

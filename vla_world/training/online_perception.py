@@ -57,7 +57,8 @@ BACKBONE = ("backbone",)  # frozen in stage 3 by design (paper 002)
 # training-only auxiliary BEV masks nor the map heads that only decode classes and polylines (tokens
 # are the decoder's embeddings): they are frozen too, so the logged counts are honest and DDP does
 # not wait for gradients that never come.
-UNREACHED = ("aux_heads", "map_decoder.cls_head", "map_decoder.points_head")
+UNREACHED = ("aux_heads", "map_decoder.cls_head", "map_decoder.points_head", "map_decoder.segmentation",
+             "map_decoder.refine")
 PARTS = ("backbone", "bev_encoder", "scene_sampler", "agent_head", "map_decoder", "aux_heads")
 
 
