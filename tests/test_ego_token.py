@@ -139,7 +139,7 @@ def planning_config(ego_token: bool) -> StageConfig:
                                           "model": {"ego_token": ego_token}})
 
 
-def test_planning_stage_adds_a_fresh_projector_to_an_older_checkpoint(tmp_path):
+def test_planning_stage_adds_keeps_or_drops_the_ego_projector(tmp_path):
     records = small_records()
     old = save_model(small_model(records), tmp_path / "motion")  # written without the ego token
     assert json.loads((old / "vla.json").read_text())["ego_width"] == 0
@@ -150,6 +150,15 @@ def test_planning_stage_adds_a_fresh_projector_to_an_older_checkpoint(tmp_path):
         torch.testing.assert_close(a, b)  # the fresh projector's init is a function of train.seed
     plain = start_model(planning_config(False), stage_spec("planning"), old, None, records, {})
     assert not plain.prompt.ego_token and plain.projectors.ego is None
+    with torch.no_grad():
+        for p in model.projectors.ego.parameters():
+            p.add_(0.5)  # trained weights, unlike a fresh init
+    with_ego = save_model(model, tmp_path / "planning")
+    kept = start_model(planning_config(True), stage_spec("planning"), with_ego, None, records, {})
+    for a, b in zip(model.projectors.ego.parameters(), kept.projectors.ego.parameters()):
+        torch.testing.assert_close(a, b)  # a checkpoint's own projector is kept, not re-initialised
+    dropped = start_model(planning_config(False), stage_spec("planning"), with_ego, None, records, {})
+    assert dropped.projectors.ego is None and not dropped.prompt.ego_token
 
 
 def test_grpo_prompts_carry_the_token_and_sample_in_the_template(setup):
