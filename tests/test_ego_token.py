@@ -169,3 +169,15 @@ def test_grpo_prompts_carry_the_token_and_sample_in_the_template(setup):
     answers = constrained_sample_ids(model, [p.sample.input_ids for p in prompts],
                                      [p.sample.features for p in prompts], 1.0, 0.9, torch.Generator().manual_seed(0))
     assert all(read_answer(model.decode(a.ids)).error is None for a in answers)
+
+
+def test_left_padded_batch_with_ego_tokens_equals_each_sample_alone(setup):
+    from test_model_batching import compare_batch_with_alone
+
+    records, model, tokens = setup
+    samples = [model.sequence_builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION, "x")
+               for r in records]
+    samples[1] = model.sequence_builder.encode(planner_input(records[1]), fake_tokens(records[1], scene=6), "q", "x")
+    assert len({len(s.input_ids) for s in samples}) > 1  # rows of different length: padding is exercised
+    result = compare_batch_with_alone(model, samples)  # its hand splice walks model.placeholder_ids, ego included
+    assert result.equal, result
