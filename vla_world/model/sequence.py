@@ -7,6 +7,7 @@ The prompt is built by hand (no chat template), identical in training and infere
     Scene information: <scene_start><SCENE>xS<scene_end>\n
     Object-wise tracking information: <agent_start><AGENT>xA<agent_end>\n
     Map information: <map_start><MAP>xM<map_end>\n
+    Ego state token: <EGO>\n                                  (PromptOptions.ego_token)
     Ego states: velocity (vx,vy) ... m/s, acceleration ..., yaw rate ..., speed ...\n
     Historical trajectory (last 2 seconds): [(x,y),(x,y),(x,y),(x,y)]\n
     Mission goal: keep forward\n
@@ -17,7 +18,9 @@ The prompt is built by hand (no chat template), identical in training and infere
 
 Each placeholder (`<SCENE>`, `<AGENT>`, `<MAP>`, `<OBJECT>`) is one token repeated once per
 perception token; `vla_world.model.vla` replaces their embeddings with the projected tokens in
-order. Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
+order. `<EGO>` (one, with `PromptOptions.ego_token`) receives the projected ego-state vector
+(`vla_world.model.ego_token`, built here from the PlannerInput, so every caller of `encode` gets
+it). Labels are -100 on the whole prompt; only the answer and its closing `<|im_end|>` are
 supervised. All numbers are in the current LiDAR frame (x right, y forward), metres, 2 decimals;
 with `PromptOptions.residual_answer` the system prompt says the planning answer is the correction
 to the prompt's kinematic prior in whole centimetres (`planning.codec`, "Residual answers").
@@ -44,7 +47,8 @@ from planning.codec import format_number, format_points
 from planning.kinematic import ctra_prior
 from planning.structured import BLOCKS, system_prompt_format
 from vla_world.data.planner_input import PlannerInput
-from vla_world.model.tokenizer import IM_END, IM_START, PLACEHOLDERS
+from vla_world.model.ego_token import ego_token_features
+from vla_world.model.tokenizer import EGO_PLACEHOLDER, IM_END, IM_START, PLACEHOLDERS
 
 IGNORE_INDEX = -100
 
@@ -72,6 +76,9 @@ class PromptOptions:
     answer_blocks: tuple[str, ...] = ()
     # planning answers are the correction to that rollout in centimetres (planning.codec, "Residual answers")
     residual_answer: bool = False
+    # one <EGO> token after the map block: the ego state as a float vector through the ego projector
+    # (vla_world.model.ego_token); the text lines stay
+    ego_token: bool = False
 
     def __post_init__(self) -> None:
         blocks = tuple(self.answer_blocks)  # a list when read back from vla.json
@@ -110,7 +117,8 @@ class EncodedSample:
     sample_token: str
     input_ids: list[int]
     labels: list[int]
-    features: dict[str, torch.Tensor]  # "scene" (S, D), "agent" (A, D), "map" (M, D), "object" (0|1, D)
+    # "scene" (S, D), "agent" (A, D), "map" (M, D), "object" (0|1, D); "ego" (1, E) with PromptOptions.ego_token
+    features: dict[str, torch.Tensor]
 
     @property
     def prompt_length(self) -> int:
@@ -140,6 +148,7 @@ def user_text(inp: PlannerInput, counts: dict[str, int], question: str, options:
         f"Scene information: {block('scene')}",
         f"Object-wise tracking information: {block('agent')}",
         f"Map information: {block('map')}",
+        *([f"Ego state token: {EGO_PLACEHOLDER}"] if options.ego_token else []),
         *context_lines(inp, options),
     ]
     if with_object:
@@ -201,6 +210,8 @@ class SequenceBuilder:
             raise TypeError(f"SequenceBuilder.encode takes a PlannerInput (vla_world.data.planner_input), got "
                             f"{type(inp).__name__}: prompts must not see labels")
         features = select_features(tokens, focus_track_id)
+        if self.options.ego_token:
+            features["ego"] = torch.from_numpy(ego_token_features(inp))[None]
         prompt_ids = self._ids(self.prompt_text(inp, features, question))
         answer_ids = self._ids(answer + IM_END) if answer is not None else []
         return EncodedSample(

@@ -37,6 +37,11 @@ STRUCTURE_TOKENS: tuple[str, ...] = _PROMPT_STRUCTURE + tuple(t for t in TAG_TOK
 # Placeholders: one per token type; their positions receive projected perception tokens.
 PLACEHOLDERS: dict[str, str] = {"scene": "<SCENE>", "agent": "<AGENT>", "map": "<MAP>", "object": "<OBJECT>"}
 SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, IM_START, IM_END, *STRUCTURE_TOKENS, *PLACEHOLDERS.values())
+# The ego-state token's placeholder (vla_world.model.ego_token): registered after the BPE vocabulary,
+# not trained with it, so a fresh tokenizer keeps every id it had before the token existed and an
+# older checkpoint's tokenizer just gains it (VLAModel.grow_vocabulary gives it a row).
+EGO_PLACEHOLDER = "<EGO>"
+LATE_SPECIAL_TOKENS: tuple[str, ...] = (EGO_PLACEHOLDER,)
 
 # Qwen2's split pattern (transformers' Qwen2Tokenizer.PRETOKENIZE_REGEX): single digits, words, punctuation.
 QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -68,9 +73,10 @@ def wrap_tokenizer(bpe: Tokenizer) -> PreTrainedTokenizerFast:
 
 def add_special_tokens(tok: PreTrainedTokenizerFast) -> int:
     """Register the structure tokens and placeholders (no-op for those already there); returns how many were new."""
-    missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
+    wanted = SPECIAL_TOKENS + LATE_SPECIAL_TOKENS
+    missing = [t for t in wanted if t not in tok.get_vocab()]
     current = [str(t) for t in tok.additional_special_tokens] if hasattr(tok, "additional_special_tokens") else []
-    tok.add_special_tokens({"additional_special_tokens": current + [t for t in SPECIAL_TOKENS if t not in current]},
+    tok.add_special_tokens({"additional_special_tokens": current + [t for t in wanted if t not in current]},
                            replace_extra_special_tokens=False)
     if tok.pad_token is None:
         tok.pad_token = PAD_TOKEN if PAD_TOKEN in tok.get_vocab() else IM_END

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -42,10 +42,16 @@ from vla_world.checkpoint import (
     CheckpointMissing,
     load_checkpoint,
 )
+from vla_world.model.ego_token import EGO_WIDTH
 from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dict
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PromptOptions, SequenceBuilder
-from vla_world.model.tokenizer import IM_END, PLACEHOLDERS, load_tokenizer
+from vla_world.model.tokenizer import (
+    EGO_PLACEHOLDER,
+    IM_END,
+    PLACEHOLDERS,
+    load_tokenizer,
+)
 from vla_world.model.visual_tokens import (
     VisualIds,
     VisualSpec,
@@ -54,6 +60,7 @@ from vla_world.model.visual_tokens import (
 )
 
 PLACEHOLDER_KINDS: tuple[str, ...] = ("scene", "agent", "map", "object")
+EGO_KIND = "ego"  # the ego-state token's placeholder kind (PromptOptions.ego_token)
 Features = dict[str, torch.Tensor]
 
 
@@ -86,6 +93,11 @@ def tied_copy(key: str, tied: bool) -> bool:
     return tied and "lm_head." in key
 
 
+def ego_width(prompt: PromptOptions | None) -> int:
+    """The ego projector's input width a model with these prompt options needs (0: no ego token)."""
+    return EGO_WIDTH if prompt is not None and prompt.ego_token else 0
+
+
 class VLAModel(nn.Module):
     """LLM + three projectors + the tokenizer and prompt options that go with them."""
 
@@ -100,7 +112,11 @@ class VLAModel(nn.Module):
         self.preset = preset
         self.lora = lora  # the peft settings applied to self.llm, or None
         self.visual = visual  # the frame-code tokens this model writes (world stage on), or None
-        self.placeholder_ids = {k: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[k]) for k in PLACEHOLDER_KINDS}
+        self.slot_ids = {k: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[k]) for k in PLACEHOLDER_KINDS}
+        self.slot_ids[EGO_KIND] = tokenizer.convert_tokens_to_ids(EGO_PLACEHOLDER)
+        if self.prompt.ego_token and projectors.ego is None:
+            raise ValueError("PromptOptions.ego_token needs an ego projector: build the model with "
+                             "Projectors(..., ego_width=EGO_WIDTH) or call VLAModel.set_ego_token")
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.pad_id = tokenizer.pad_token_id
 
@@ -110,12 +126,12 @@ class VLAModel(nn.Module):
                     prompt: PromptOptions | None = None, seed: int = 0) -> VLAModel:
         size = size or TinyLLMSize()
         llm = build_tiny_llm(len(tokenizer), size, seed)
-        return cls(llm, Projectors(token_width, size.hidden_size), tokenizer, prompt, "tiny")
+        return cls(llm, Projectors(token_width, size.hidden_size, ego_width(prompt)), tokenizer, prompt, "tiny")
 
     @classmethod
     def create_pretrained(cls, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, token_width: int,
                           preset: str, prompt: PromptOptions | None = None) -> VLAModel:
-        return cls(llm, Projectors(token_width, llm.config.hidden_size), tokenizer, prompt, preset)
+        return cls(llm, Projectors(token_width, llm.config.hidden_size, ego_width(prompt)), tokenizer, prompt, preset)
 
     @classmethod
     def from_folder(cls, folder: str | Path, visual: VisualSpec | None = None) -> VLAModel:
@@ -131,8 +147,12 @@ class VLAModel(nn.Module):
         if visual is not None and saved is not None and saved != visual:
             raise ValueError(f"{folder}: its visual tokens are {saved}, not the {visual} asked for; the frame "
                              "tokenizer changed since the world stage, retrain from the world stage on")
-        model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size), load_tokenizer(folder),
-                    PromptOptions(**meta["prompt"]), meta["preset"], visual=saved)
+        prompt = PromptOptions(**meta["prompt"])
+        if prompt.ego_token and meta.get("ego_width") != EGO_WIDTH:
+            raise ValueError(f"{folder}: its ego-state vector has width {meta.get('ego_width')}, this code builds "
+                             f"{EGO_WIDTH} (vla_world.model.ego_token changed); retrain the planning stage")
+        model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size, ego_width(prompt)),
+                    load_tokenizer(folder), prompt, meta["preset"], visual=saved)
         if meta.get("lora"):
             model.apply_lora(meta["lora"])
         state, _, _ = load_checkpoint(folder)
@@ -147,6 +167,20 @@ class VLAModel(nn.Module):
             model.merge_lora()
             model.grow_visual(visual)
         return model
+
+    def set_ego_token(self, enabled: bool, seed: int = 0) -> bool:
+        """Turn the ego-state token on (adding a fresh ego projector if there is none) or off (dropping it).
+
+        Returns whether a fresh projector was made: a checkpoint written before the ego token (e.g. the
+        motion stage's) has none, and the stage that turns it on trains it from scratch.
+        """
+        fresh = enabled and self.projectors.ego is None
+        if fresh:
+            self.projectors.set_ego(EGO_WIDTH, seed=seed)
+        elif not enabled:
+            self.projectors.set_ego(0)
+        self.prompt = replace(self.prompt, ego_token=enabled)
+        return fresh
 
     def grow_visual(self, spec: VisualSpec, seed: int = 0) -> list[int]:
         """Add the frame-code tokens of `spec` and grow the embedding tables (mean init); returns the new ids."""
@@ -216,13 +250,20 @@ class VLAModel(nn.Module):
         return self.llm.get_base_model() if self.lora else self.llm
 
     @property
+    def placeholder_ids(self) -> dict[str, int]:
+        """Token id of each placeholder kind this model's prompts hold (`ego` only with the ego token)."""
+        kinds = PLACEHOLDER_KINDS + ((EGO_KIND,) if self.prompt.ego_token else ())
+        return {k: self.slot_ids[k] for k in kinds}
+
+    @property
     def sequence_builder(self) -> SequenceBuilder:
         return SequenceBuilder(self.tokenizer, self.prompt)
 
     def save_files(self) -> dict[str, str]:
         """Text files that describe this model: vla.json and the tokenizer (for `save_checkpoint`)."""
         meta = {"preset": self.preset, "llm_config": self.base_llm.config.to_dict(),
-                "token_width": self.projectors.token_width, "prompt": asdict(self.prompt), "lora": self.lora,
+                "token_width": self.projectors.token_width, "ego_width": self.projectors.ego_width,
+                "prompt": asdict(self.prompt), "lora": self.lora,
                 "visual": asdict(self.visual) if self.visual is not None else None}
         files = {"vla.json": json.dumps(meta, indent=1)}
         with tempfile.TemporaryDirectory() as tmp:
@@ -234,8 +275,11 @@ class VLAModel(nn.Module):
     def embed(self, input_ids: torch.Tensor, features: list[Features]) -> torch.Tensor:
         """(B, T) ids + per-sample features -> (B, T, H) embeddings with the projected tokens spliced in."""
         embeds = self.llm.get_input_embeddings()(input_ids)
-        for kind in PLACEHOLDER_KINDS:
-            slots = input_ids == self.placeholder_ids[kind]
+        for kind, slot_id in self.placeholder_ids.items():
+            slots = input_ids == slot_id
+            if any(kind not in f for f in features):
+                raise ValueError(f"{kind}: a sample's features lack them; the ids were not built by this model's "
+                                 "SequenceBuilder (model.sequence_builder)")
             rows = torch.cat([f[kind] for f in features]).to(embeds.device)
             if int(slots.sum()) != rows.shape[0]:
                 raise ValueError(f"{kind}: {int(slots.sum())} placeholders in the ids but {rows.shape[0]} tokens; "

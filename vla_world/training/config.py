@@ -30,6 +30,9 @@ class ModelConfig:
     # planning answers as the correction to that rollout, in whole centimetres (planning.codec "Residual answers");
     # set by the stage that trains planning answers, kept by the checkpoint (vla.json) for inference
     residual_answer: bool = False
+    # one <EGO> prompt token: the ego state (PlannerInput fields + the CTRA prior) as a float vector through
+    # its own projector (vla_world.model.ego_token); set by the planning stage, kept by the checkpoint
+    ego_token: bool = False
 
     def validate(self) -> None:
         if self.preset not in PRESETS:

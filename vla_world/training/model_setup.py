@@ -69,7 +69,8 @@ def tokenizer_corpus(records: list[SampleRecord], seed: int, qa: StageDataConfig
 def fresh_model(cfg: StageConfig, llm_path: str | None, records: list[SampleRecord],
                 tokens: dict[str, PerceptionTokens]) -> VLAModel:
     width = next(iter(tokens.values())).width
-    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior, residual_answer=cfg.model.residual_answer)
+    prompt = PromptOptions(kinematic_prior=cfg.model.kinematic_prior, residual_answer=cfg.model.residual_answer,
+                           ego_token=cfg.model.ego_token)
     if cfg.model.preset == "tiny":
         tokenizer = train_tokenizer(tokenizer_corpus(records, cfg.train.seed, cfg.data.qa), cfg.model.vocab_size)
         log.info("trained a byte-level BPE tokenizer: %d tokens", len(tokenizer))
@@ -105,12 +106,25 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
         model.prompt = replace(model.prompt, answer_blocks=cfg.data.answer.blocks(),
                                residual_answer=cfg.model.residual_answer)
         log.info("planning answers: %s", "residual to the prior, cm" if cfg.model.residual_answer else "absolute, m")
+        apply_ego_token(model, cfg, init)
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
     if want_lora and not model.lora:
         model.apply_lora(cfg.finetune.lora_settings())
     return model
+
+
+def apply_ego_token(model: VLAModel, cfg: StageConfig, init: Path | None) -> None:
+    """Turn the ego-state token on or off as `model.ego_token` says, and log where its projector comes from."""
+    start = init or "the fresh model"
+    if model.projectors.ego is not None and not cfg.model.ego_token:
+        log.info("ego-state token: off (model.ego_token: false); the ego projector of %s is dropped", start)
+    if model.set_ego_token(cfg.model.ego_token, seed=cfg.train.seed):
+        log.info("ego-state token: on; %s has no ego projector, a fresh one (seed %d) trains from scratch", start,
+                 cfg.train.seed)
+    elif cfg.model.ego_token:
+        log.info("ego-state token: on (the ego projector of %s)", start)
 
 
 def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]]:
