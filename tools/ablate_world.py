@@ -31,17 +31,17 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANNING_CONFIG = "configs/planning/tiny.yaml"
+ORACLE = "oracle"
 
 
-@dataclass(frozen=True)
-class Arm:
+class Arm(NamedTuple):
     """One side of the ablation: its row name, the checkpoint it starts from and its answer overrides."""
 
     key: str  # folder names: <checkpoints>/<key>-seed<s>
@@ -66,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="world-stage checkpoint the 'world + structured' arm starts from")
     p.add_argument("--motion-init", default="checkpoints/motion/last",
                    help="motion-stage checkpoint the 'plain' arm starts from (no world stage)")
-    p.add_argument("--token-cache", default="cache/tokens", help="perception token cache folder (data.token_cache)")
+    p.add_argument("--token-cache", default="cache/tokens",
+                   help="perception token cache folder (data.token_cache); 'oracle': ground-truth tokens (tests only; "
+                        "the rows are then named so)")
     p.add_argument("--frame-codes", default="cache/frames",
                    help="frame-code cache folder (data.frame_codes): the <visual> targets of the train split")
     p.add_argument("--config", default=PLANNING_CONFIG, help="planning config of both arms")
@@ -90,8 +92,9 @@ def run_folder(args: argparse.Namespace, arm: Arm, seed: int) -> Path:
 
 
 def train_command(args: argparse.Namespace, arm: Arm, seed: int) -> list[str]:
-    sets = [f"train.seed={seed}", "data.token_source=cache", f"data.token_cache={args.token_cache}",
-            f"data.frame_codes={args.frame_codes}", *arm.overrides, *args.set]
+    tokens = ["data.token_source=oracle"] if args.token_cache == ORACLE else \
+        ["data.token_source=cache", f"data.token_cache={args.token_cache}"]
+    sets = [f"train.seed={seed}", *tokens, f"data.frame_codes={args.frame_codes}", *arm.overrides, *args.set]
     cmd = [sys.executable, str(ROOT / "tools/train.py"), "--stage", "planning", "--config", args.config,
            "--dataroot", args.dataroot, "--init", getattr(args, arm.init_flag), "--out", str(run_folder(args, arm, seed)),
            "--overwrite"]
@@ -116,7 +119,8 @@ def eval_command(args: argparse.Namespace, arm: Arm, seed: int) -> list[str]:
            "--checkpoint-name", arm.name, "--dataroot", args.dataroot, "--split", args.split,
            "--conventions", "stp3", "uniad", "--no-pdms", "--quiet", "--out", str(eval_folder(args, arm, seed)),
            "--batch-size", str(args.eval_batch_size)]
-    return cmd + ([] if args.tokens is None else ["--tokens", args.tokens])
+    tokens = ORACLE if args.token_cache == ORACLE else args.tokens
+    return cmd + ([] if tokens is None else ["--tokens", tokens])
 
 
 def eval_folder(args: argparse.Namespace, arm: Arm, seed: int) -> Path:
