@@ -52,7 +52,7 @@ def test_a_run_is_reused_only_when_finished(tmp_path):
     tool.wait_for_live_run(folder, poll_s=0.01)
 
 
-@pytest.mark.slow  # ~2 min: a world stage, two planning runs, three evaluations; the fast tests above check the commands
+@pytest.mark.slow  # minutes: a world stage, two planning runs, three evaluations; the fast tests above check the commands
 def test_ablation_runs_end_to_end_at_smoke_size(mini_world, tmp_path):
     frames = random_frame_codes(mini_world, tmp_path / "frames")
     world = ["--stage", "world", "--config", str(ROOT / "configs/world/tiny.yaml"), "--dataroot", str(mini_world),
@@ -61,7 +61,7 @@ def test_ablation_runs_end_to_end_at_smoke_size(mini_world, tmp_path):
     assert load_tool("train").main(world) == 0
     out = tmp_path / "ablation"
     argv = ["--seeds", "0", "--split", "val", "--dataroot", str(mini_world), "--world-init", str(tmp_path / "world" / "last"),
-            "--motion-init", "none", "--token-cache", "oracle", "--frame-codes", str(frames),
+            "--motion-init", str(tmp_path / "world" / "last"),  # smoke: one start for both (a fresh one trains a tokenizer) "--token-cache", "oracle", "--frame-codes", str(frames),
             "--checkpoints", str(tmp_path / "runs"), "--out", str(out), "--max-steps", "2", "--jobs", "1", "--quiet", *SMALL]
     assert load_tool("ablate_world").main(argv) == 0
     metrics = json.loads((out / "summary" / "metrics.json").read_text())
