@@ -52,6 +52,35 @@ def test_a_run_is_reused_only_when_finished(tmp_path):
     tool.wait_for_live_run(folder, poll_s=0.01)
 
 
+def test_inspect_reads_prior_copies_actions_and_visual_codes(mini_world, tmp_path, capsys):
+    """Two answers: one the CTRA prior itself with the next frame's codes, one off the prior with wrong codes."""
+    from perception.frame_codes import load_frame_codes
+    from planning.codec import format_trajectory
+    from planning.kinematic import ctra_prior
+    from planning.predictions import META_KEY
+    from vla_world.data import load_records
+    from vla_world.data.planner_input import planner_input
+
+    frames = random_frame_codes(mini_world, tmp_path / "frames", splits=("val",))
+    records = [r for r in load_records(mini_world, split="val", progress=False) if r.has_next_frame][:2]
+    codes, _ = load_frame_codes(frames / "val.safetensors")
+
+    def answer(record, offset: float, right: bool) -> str:
+        visual = codes[record.next_sample_token] if right else (codes[record.next_sample_token] + 1) % 32
+        trajectory = format_trajectory(ctra_prior(planner_input(record)) + offset)
+        return (f"<visual>{''.join(f'<vis_{c}>' for c in visual)}</visual><action>turn left</action>"
+                f"<answer>{trajectory}</answer>")
+    preds = {META_KEY: {}, records[0].sample_token: {"text": answer(records[0], 0.0, True)},
+             records[1].sample_token: {"text": answer(records[1], 0.5, False)}}
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    argv = ["--split", "val", "--dataroot", str(mini_world), "--frame-codes", str(frames), "--inspect",
+            str(tmp_path / "p.json")]
+    assert load_tool("ablate_world").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "equal to the CTRA prior: 0.500" in out and "{'turn left': 2}" in out
+    assert "code accuracy vs the next keyframe: 0.500 over 2 samples" in out
+
+
 @pytest.mark.slow  # minutes: a world stage, two planning runs, three evaluations; the fast tests above check the commands
 def test_ablation_runs_end_to_end_at_smoke_size(mini_world, tmp_path):
     frames = random_frame_codes(mini_world, tmp_path / "frames")

@@ -84,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="answers decoded at once when scoring (eval_planning --batch-size; the answers do not depend on it)")
     p.add_argument("--jobs", type=int, default=2, help="runs trained / scored at once (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--inspect", nargs="+", default=[], metavar="FILE",
+                   help="only read these prediction files of --split and print, per file: the share of answers equal "
+                        "to the prompt's CTRA prior (a zero correction: every coordinate as the prompt prints it), the <action> counts and the "
+                        "<visual> code accuracy against the next keyframe's codes in --frame-codes (with the "
+                        "copy-the-current-frame baseline); trains and scores nothing")
     return p.parse_args(argv)
 
 
@@ -181,8 +186,49 @@ def summary_command(args: argparse.Namespace, preds: dict[tuple[str, int], Path]
             "--quiet", "--out", str(Path(args.out) / "summary")]
 
 
+def inspect(args: argparse.Namespace) -> None:
+    """What the answers of each --inspect file did (see --help); reads inputs and codes, never a planner."""
+    import re
+    from collections import Counter
+
+    import numpy as np
+
+    from perception.frame_codes import load_frame_codes
+    from planning.codec import hundredths, parse_trajectory
+    from planning.kinematic import ctra_prior
+    from planning.predictions import META_KEY
+    from planning.structured import parse_answer
+    from vla_world.data import load_records
+    from vla_world.data.planner_input import planner_input
+
+    records = {r.sample_token: r for r in load_records(args.dataroot, split=args.split, progress=False)}
+    codes, _ = load_frame_codes(f"{args.frame_codes}/{args.split}.safetensors")
+    for file in args.inspect:
+        answers = {k: v["text"] for k, v in json.loads(Path(file).read_text()).items() if k != META_KEY}
+        copies, actions, hits, copy_hits = [], Counter(), [], []
+        for token, text in answers.items():
+            waypoints = parse_trajectory(text).waypoints
+            prior = hundredths(ctra_prior(planner_input(records[token]))) / 100.0  # as the prompt prints it
+            copies.append(waypoints is not None and float(np.abs(waypoints - prior).max()) < 0.005)
+            blocks = parse_answer(text).blocks
+            actions.update([blocks["action"]] if "action" in blocks else [])
+            if "visual" in blocks and records[token].has_next_frame:
+                target = codes[records[token].next_sample_token]
+                imagined = np.array([int(c) for c in re.findall(r"<vis_(\d+)>", blocks["visual"])])
+                hits.append(float((imagined == target).mean()) if imagined.shape == target.shape else 0.0)
+                copy_hits.append(float((codes[token] == target).mean()))
+        print(f"{file}: {len(answers)} answers; equal to the CTRA prior: {np.mean(copies):.3f}; "
+              f"actions: {dict(actions) or 'none'}")
+        if hits:
+            print(f"  <visual> code accuracy vs the next keyframe: {np.mean(hits):.3f} over {len(hits)} samples "
+                  f"(copy the current frame's codes: {np.mean(copy_hits):.3f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.inspect:
+        inspect(args)
+        return 0
     jobs = [(arm, seed) for seed in args.seeds for arm in ARMS]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {job: pool.submit(train_and_score, args, *job) for job in jobs}
