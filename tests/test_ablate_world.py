@@ -90,7 +90,8 @@ def test_ablation_runs_end_to_end_at_smoke_size(mini_world, tmp_path):
     assert load_tool("train").main(world) == 0
     out = tmp_path / "ablation"
     argv = ["--seeds", "0", "--split", "val", "--dataroot", str(mini_world), "--world-init", str(tmp_path / "world" / "last"),
-            "--motion-init", str(tmp_path / "world" / "last"),  # smoke: one start for both (a fresh one trains a tokenizer) "--token-cache", "oracle", "--frame-codes", str(frames),
+            # smoke: one start for both arms (a fresh one would train a tokenizer first)
+            "--motion-init", str(tmp_path / "world" / "last"), "--token-cache", "oracle", "--frame-codes", str(frames),
             "--checkpoints", str(tmp_path / "runs"), "--out", str(out), "--max-steps", "2", "--jobs", "1", "--quiet", *SMALL]
     assert load_tool("ablate_world").main(argv) == 0
     metrics = json.loads((out / "summary" / "metrics.json").read_text())
