@@ -11,6 +11,9 @@ closing tag, so their free text runs to the caps; two structured rows are theref
   * "at the caps": free text until the caps (128 perception + 96 think tokens), the worst case;
   * "training length": the caps set to the mean length of those blocks in the training answers
     of the same records (what a trained model that writes answers like its targets would take).
+A third structured row adds the `<visual>` block (all blocks, at training length): the model is
+grown by the tiny frame tokenizer's vocabulary (256 codes, 60 per frame, as the world stage does)
+and writes exactly 60 codes, one forward pass each.
 Every repeat times the three back to back on the same prompts; figures are medians over
 repeats, ratios are structured / plain. The answer lengths (tokens) are printed too.
 """
@@ -42,10 +45,13 @@ from vla_world.model.sequence import (
     system_prompt,
 )
 from vla_world.model.tokenizer import train_tokenizer
+from vla_world.model.visual_tokens import VisualSpec
 from vla_world.model.vla import VLAModel
 from vla_world.training.data import planning_examples
 
 STRUCTURED = AnswerConfig(structured=True)
+VISUAL = AnswerConfig(structured=True, visual=True)
+TINY_FRAMES = VisualSpec(codebook_size=256, codes_per_frame=60)  # configs/frame_tokenizer/tiny.yaml
 
 
 def records(samples: int) -> list:
@@ -75,8 +81,9 @@ def build(samples: int):
     corpus = [SYSTEM_PROMPT, system_prompt(PromptOptions(answer_blocks=STRUCTURED.blocks())), PLANNING_QUESTION]
     tokenizer = train_tokenizer(corpus + (plain + structured) * 20, 4096)
     model = VLAModel.create_tiny(tokenizer, WIDTH).eval()
+    model.grow_visual(TINY_FRAMES)  # the plain and structured rows never read the code rows
     prompts = {}
-    for form, blocks in (("plain", ()), ("structured", STRUCTURED.blocks())):
+    for form, blocks in (("plain", ()), ("structured", STRUCTURED.blocks()), ("visual", VISUAL.blocks())):
         model.prompt = dataclasses.replace(model.prompt, answer_blocks=blocks)
         prompts[form] = [model.sequence_builder.encode(planner_input(r), tokens[r.sample_token], PLANNING_QUESTION)
                          for r in recs]
@@ -109,19 +116,23 @@ def main() -> None:
     torch.set_num_threads(1)
     model, prompts, answers = build(args.samples)
     typical = block_lengths(model, answers)
+    codes = (tuple(model.visual_ids.codes.tolist()), TINY_FRAMES.codes_per_frame)
     vocabs = {"structured, at the caps": StructuredVocab(model.tokenizer, model.eos_id),
-              "structured, training length": StructuredVocab(model.tokenizer, model.eos_id, typical)}
+              "structured, training length": StructuredVocab(model.tokenizer, model.eos_id, typical),
+              "structured + visual, training length": StructuredVocab(model.tokenizer, model.eos_id, typical, *codes)}
+    forms = {name: ("visual" if "visual" in name else "structured") for name in vocabs}
     print(f"training answers' free-text blocks: {typical} tokens on average; caps {TEXT_CAPS}")
 
     def plain(prompt):
         return constrained_generate_ids(model, [prompt.input_ids], [prompt.features])[0]
 
-    def structured(prompt, vocab):
-        return structured_generate_ids(model, [prompt.input_ids], [prompt.features], STRUCTURED.blocks(), vocab)[0]
+    def structured(prompt, vocab, form):
+        blocks = (VISUAL if form == "visual" else STRUCTURED).blocks()
+        return structured_generate_ids(model, [prompt.input_ids], [prompt.features], blocks, vocab)[0]
 
     plain(prompts["plain"][0])  # warm-up (vocabularies, caches)
-    for vocab in vocabs.values():
-        structured(prompts["structured"][0], vocab)
+    for name, vocab in vocabs.items():
+        structured(prompts[forms[name]][0], vocab, forms[name])
     timings: dict[str, list[float]] = {"plain": [], **{k: [] for k in vocabs}}
     lengths: dict[str, list[int]] = {k: [] for k in timings}
     for _ in range(args.repeats):
@@ -131,7 +142,7 @@ def main() -> None:
             totals["plain"] += seconds
             lengths["plain"].append(len(ids) + 1)
             for name, vocab in vocabs.items():
-                seconds, ids = timed(structured, prompts["structured"][i], vocab)
+                seconds, ids = timed(structured, prompts[forms[name]][i], vocab, forms[name])
                 totals[name] += seconds
                 lengths[name].append(len(ids) + 1)
         for name, total in totals.items():

@@ -26,8 +26,9 @@ The answer, blocks in this order, each one optional by `AnswerConfig` except `<a
   * prediction: the ego's kinematic short-term prediction at +0.5 s, the first point of the CTRA
     rollout of the PlannerInput's ego state (`planning.kinematic.ctra_prior`: no fitted constants,
     so it is a function of the input alone), one `(x,y)` in the codec's number format.
-  * visual: the next keyframe's CAM_FRONT codes as the world stage writes them (off until the
-    world stage exists; `AnswerConfig.visual`).
+  * visual: the next keyframe's CAM_FRONT codes as the world stage writes them (`<vis_i>` tokens,
+    exactly K of them); a TARGET (the future frame), never an input. The caller passes the block's
+    inside text (`vla_world.training.data` reads the frame-code cache); off by default.
   * think: a risk assessment over the perceived agents near the planned path (the answer's own
     trajectory: the block may use labels, as every answer does): each agent's distance to the
     path polyline (the origin and the six waypoints) gives high (< `high_risk_m`) or medium
@@ -80,7 +81,7 @@ class AnswerConfig:
     structured: bool = False  # false: `<traj_start>[...]<traj_end>` alone (the default until the ablation decides)
     perception: bool = True  # structured: the key perceived agents
     prediction: bool = True  # structured: the ego's CTRA position at +0.5 s
-    visual: bool = False  # structured: the next frame's codes (needs the world stage; off until it exists)
+    visual: bool = False  # structured: the next frame's codes (needs data.frame_codes; a world-stage init decodes them)
     think: bool = True  # structured: the risk assessment over agents near the path
     action: bool = True  # structured: the meta-action
     perception_agents: int = 5  # agents named in <perception> (the grounding reward's recall counts 5 too)
@@ -204,10 +205,13 @@ def phrase_chooser(seed: int, sample_token: str) -> random.Random:
 
 def structured_answer(config: AnswerConfig, trajectory: np.ndarray, *, agents: list[SeenAgent] = (),
                       prediction: np.ndarray | None = None, action: str | None = None, visual: str | None = None,
-                      sample_token: str = "", seed: int = 0) -> str:
-    """The planning answer of `config` (the plain trajectory when not structured); see the module doc."""
+                      sample_token: str = "", seed: int = 0, prior: np.ndarray | None = None) -> str:
+    """The planning answer of `config` (the plain trajectory when not structured); see the module doc.
+
+    `prior`: the prompt's kinematic prior, for a residual answer (the `<answer>` block then holds the
+    correction in centimetres, as the plain residual answer does; `<think>` still reads the metres)."""
     trajectory = np.asarray(trajectory, np.float64)
-    contents = {"answer": format_trajectory(trajectory)}
+    contents = {"answer": format_trajectory(trajectory, prior=prior)}
     blocks = config.blocks()
     if not blocks:
         return contents["answer"]
@@ -225,9 +229,13 @@ def structured_answer(config: AnswerConfig, trajectory: np.ndarray, *, agents: l
     return "".join(f"<{name}>{contents[name]}</{name}>" for name in blocks)
 
 
-def system_prompt_format(blocks: tuple[str, ...]) -> str:
-    """The sentence of the system prompt that describes the answer's form (blocks () = the plain one)."""
+def system_prompt_format(blocks: tuple[str, ...], residual: bool = False) -> str:
+    """The sentence of the system prompt that describes the answer's form (blocks () = the plain one;
+    `residual`: the trajectory is written as centimetre corrections to the kinematic prior)."""
     trajectory = "<traj_start>[(x1,y1),(x2,y2),(x3,y3),(x4,y4),(x5,y5),(x6,y6)]<traj_end>"
+    if residual:
+        trajectory = ("corrections to the kinematic prior in whole centimetres: "
+                      "<traj_start>[(dx1,dy1),(dx2,dy2),(dx3,dy3),(dx4,dy4),(dx5,dy5),(dx6,dy6)]<traj_end>")
     if not blocks:
         return f"Plan 3 seconds as 6 waypoints, one every 0.5 s: {trajectory}."
     meaning = {"perception": "the key agents you see (class (x,y) heading)",

@@ -282,7 +282,7 @@ def test_stage_config_flags():
     assert load_config(path, StageConfig).data.answer.blocks() == ()
     cfg = load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.think": False})
     assert cfg.data.answer.blocks() == ("perception", "prediction", "action", "answer")
-    with pytest.raises(ConfigError, match="visual"):
-        load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.visual": True})
+    visual = load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.visual": True})
+    assert visual.data.answer.blocks() == ("perception", "prediction", "visual", "think", "action", "answer")
     with pytest.raises(ConfigError, match="high_risk_m"):
         load_config(path, StageConfig, overrides={"data.answer.high_risk_m": 9.0})

@@ -32,7 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_tokens_for
-from planning.codec import format_trajectory, parse_trajectory
+from planning.codec import ANSWER_END, ANSWER_START, format_trajectory, parse_trajectory
 from planning.kinematic import ctra_prior
 from planning.structured import parse_answer
 from vla_world.checkpoint import check_stage, read_state
@@ -106,10 +106,7 @@ class Planner:
         texts = []
         for start, chunk in zip(range(0, len(prompts), self.batch_size), self._chunks(prompts, progress, "plan")):
             inputs = ([s.input_ids for s in chunk], [s.features for s in chunk])
-            if structured:
-                ids = decode(self.model, *inputs)
-            else:
-                ids = decode(self.model, *inputs, priors=None if priors is None else priors[start:start + len(chunk)])
+            ids = decode(self.model, *inputs, priors=None if priors is None else priors[start:start + len(chunk)])
             texts += [self.model.decode(i) for i in ids]
         return texts
 
@@ -134,12 +131,21 @@ def to_plan_result(text: str, prior: np.ndarray | None = None) -> PlanResult:
 
 
 def absolute_text(text: str, prior: np.ndarray | None) -> str:
-    """A residual answer rewritten as the absolute answer it means (`format_trajectory` of its waypoints),
-    so a predictions file parses without the prompt; absolute answers and unparsable ones unchanged."""
+    """A residual answer rewritten as the absolute answer it means (`format_trajectory` of its waypoints; in a
+    structured answer, the inside of `<answer>`), so a predictions file parses without the prompt; absolute
+    answers and unparsable ones unchanged."""
     if prior is None:
         return text
     parsed = parse_trajectory(text, prior)
-    return format_trajectory(parsed.waypoints) if parsed.ok else text
+    if not parsed.ok:
+        return text
+    absolute = format_trajectory(parsed.waypoints)
+    if ANSWER_START not in text:
+        return absolute
+    # a structured answer keeps its blocks: only the inside of its one <answer> block is rewritten
+    head, _, rest = text.partition(ANSWER_START)
+    _, end, tail = rest.partition(ANSWER_END)
+    return f"{head}{ANSWER_START}{absolute}{end}{tail}"
 
 
 def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> PerceptionTokens:

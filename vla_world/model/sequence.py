@@ -89,16 +89,14 @@ class PromptOptions:
         if self.residual_answer and not self.kinematic_prior:
             raise ValueError("model.residual_answer: true needs model.kinematic_prior: true (the answer corrects the "
                              "prior the prompt shows)")
-        if self.residual_answer and blocks:
-            raise ValueError("model.residual_answer with a structured answer (data.answer) is not built yet: the "
-                             "structured decoder writes absolute metres; turn one of them off")
 
 
 def system_prompt(options: PromptOptions) -> str:
-    """The system turn: the plain answer's (SYSTEM_PROMPT), the residual one's, or one describing the blocks."""
-    if options.residual_answer:
+    """The system turn: the plain answer's (SYSTEM_PROMPT), the residual one's, or one describing the blocks
+    (whose `<answer>` is residual when `residual_answer`)."""
+    if options.residual_answer and not options.answer_blocks:
         return RESIDUAL_SYSTEM_PROMPT
-    return SYSTEM_INTRO + system_prompt_format(options.answer_blocks) + SYSTEM_OUTRO
+    return SYSTEM_INTRO + system_prompt_format(options.answer_blocks, options.residual_answer) + SYSTEM_OUTRO
 
 
 @dataclass(frozen=True)

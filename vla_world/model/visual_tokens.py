@@ -82,9 +82,14 @@ def visual_ids(tokenizer: PreTrainedTokenizerFast, spec: VisualSpec) -> VisualId
     return VisualIds(vocab[VISUAL_START], vocab[VISUAL_END], codes)
 
 
+def code_tokens_text(codes) -> str:
+    """One token per code, no delimiters: the inside of a `<visual>` block."""
+    return "".join(code_token(int(c)) for c in codes)
+
+
 def codes_text(codes) -> str:
     """The answer text of one frame: `<visual>` + one token per code + `</visual>`."""
-    return VISUAL_START + "".join(code_token(int(c)) for c in codes) + VISUAL_END
+    return VISUAL_START + code_tokens_text(codes) + VISUAL_END
 
 
 def world_question(current_codes=None) -> str:

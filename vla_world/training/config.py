@@ -68,7 +68,8 @@ class DataConfig:
     pack_questions: bool = False
     kinematic_copy_examples: int = 0  # planning: extra pseudo-examples whose answer is the CTRA prior (data.py)
     max_length: int = 1536  # longest sequence in tokens; longer examples are an error, not truncated
-    # world stage: folder of the frame-code caches <frame_codes>/<split>.safetensors (tools/export_frame_codes.py)
+    # world stage, and planning with data.answer.visual: folder of the frame-code caches
+    # <frame_codes>/<split>.safetensors (tools/export_frame_codes.py)
     frame_codes: str = "cache/frames"
     # world stage: show the current CAM_FRONT's codes in the question (an input: the camera image of now);
     # without them the LLM must imagine the next frame from perception tokens alone
@@ -85,9 +86,6 @@ class DataConfig:
             raise ValueError("max_examples must be >= 0 and max_length >= 64")
         self.qa.validate()
         self.answer.validate()
-        if self.answer.structured and self.answer.visual:
-            raise ValueError("data.answer.visual: the <visual> block needs the world stage's codes and decoder "
-                             "(vla_world/visual_decoding.py), which this tree does not have yet; set it false")
 
 
 LOSS_NORMALISATIONS = ("segment", "token")

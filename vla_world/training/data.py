@@ -36,7 +36,7 @@ from vla_world.model.sequence import (
     SequenceBuilder,
     collate,
 )
-from vla_world.model.visual_tokens import codes_text, world_question
+from vla_world.model.visual_tokens import code_tokens_text, codes_text, world_question
 from vla_world.qa import StageDataConfig, build_stage_examples
 from vla_world.training.config import DataConfig
 
@@ -57,37 +57,68 @@ class TrainingExample:
 
 def planning_examples(records: list[SampleRecord], answer: AnswerConfig | None = None,
                       tokens: dict[str, PerceptionTokens] | None = None, seed: int = 0,
-                      qa: StageDataConfig | None = None, residual: bool = False) -> list[TrainingExample]:
+                      qa: StageDataConfig | None = None, residual: bool = False,
+                      frame_codes: dict[str, np.ndarray] | None = None) -> list[TrainingExample]:
     """The planning stage's examples (the one builder of them): the GT ego future as the answer, in
     `planning.codec` text, or the structured answer around it when `answer.structured` (then the
     perception `tokens` of every record are needed: <perception> and <think> name what perception
     saw); samples whose future is incomplete (near a scene end) are left out.
 
-    `residual` (plain answers only): the answer is the future's correction to the CTRA prior the prompt
-    shows, computed from the planner input (`ctra_prior(planner_input(r))`), so no label reaches the prompt."""
+    `residual`: the trajectory is the future's correction to the CTRA prior the prompt shows, computed
+    from the planner input (`ctra_prior(planner_input(r))`), so no label reaches the prompt; in a
+    structured answer it is the `<answer>` block that holds it.
+
+    `answer.visual`: the `<visual>` block holds the NEXT keyframe's CAM_FRONT codes from `frame_codes`
+    (the world stage's cache; a target, never an input). A sample without a next keyframe has no such
+    target: it is left out of this stage (counted and logged), as the world stage does."""
     answer = answer or AnswerConfig()
     complete = [r for r in records if bool(np.all(r.ego_future_mask))]
     if not answer.structured:
         return [TrainingExample(r.sample_token, PLANNING_QUESTION, planning_answer(r, residual)) for r in complete]
     if tokens is None:
         raise ValueError("planning_examples: data.answer.structured needs the perception tokens of the records")
+    visual = {}
+    if answer.visual:
+        complete, visual = with_next_frame_codes(complete, frame_codes)
     qa = qa or StageDataConfig()
     return [TrainingExample(r.sample_token, PLANNING_QUESTION,
-                            structured_planning_answer(r, tokens[source_token(r.sample_token)], answer, seed, qa))
+                            structured_planning_answer(r, tokens[source_token(r.sample_token)], answer, seed, qa,
+                                                       residual, visual.get(r.sample_token)))
             for r in complete]
 
 
+def with_next_frame_codes(records: list[SampleRecord], frame_codes: dict[str, np.ndarray] | None
+                          ) -> tuple[list[SampleRecord], dict[str, str]]:
+    """The records that have a next keyframe, and each one's `<visual>` inside text (its next frame's codes);
+    the others are counted and logged. A next keyframe missing from the cache is an error (stale cache)."""
+    if frame_codes is None:
+        raise ValueError("planning_examples: data.answer.visual needs the frame codes of the split "
+                         "(data.frame_codes, tools/export_frame_codes.py)")
+    kept = [r for r in records if r.has_next_frame]
+    missing = [r.next_sample_token for r in kept if r.next_sample_token not in frame_codes]
+    if missing:
+        raise KeyError(f"frame-code cache: no codes for next keyframe {missing[0]} ({len(missing)} missing); "
+                       "re-run tools/export_frame_codes.py for this dataroot and split")
+    if len(kept) < len(records):
+        log.warning("planning <visual>: %d of %d samples have no next keyframe (scene ends): left out of this stage",
+                    len(records) - len(kept), len(records))
+    return kept, {r.sample_token: code_tokens_text(frame_codes[r.next_sample_token]) for r in kept}
+
+
 def structured_planning_answer(record: SampleRecord, tokens: PerceptionTokens, answer: AnswerConfig, seed: int,
-                               qa: StageDataConfig) -> str:
+                               qa: StageDataConfig, residual: bool = False, visual: str | None = None) -> str:
     """One record's structured answer (planning/structured.py): perception from `tokens`, the prediction
-    from the planner input, the action label (vla_world.qa.labels.ego_action) and the GT trajectory."""
+    from the planner input, the next frame's codes (`visual`, the block's inside text), the action label
+    (vla_world.qa.labels.ego_action) and the GT trajectory (residual to the prompt's prior with `residual`)."""
     from vla_world.qa.facts import agent_facts
     from vla_world.qa.labels import ego_action
 
     agents = seen_agents(tokens.agent_classes.numpy(), tokens.agent_boxes.numpy())
     action = ego_action(record, agent_facts(record, qa.max_range_m)) if answer.action else None
-    return structured_answer(answer, record.ego_future, agents=agents, prediction=ctra_prior(planner_input(record))[0],
-                             action=action, sample_token=record.sample_token, seed=seed)
+    prior = ctra_prior(planner_input(record))
+    return structured_answer(answer, record.ego_future, agents=agents, prediction=prior[0], action=action,
+                             visual=visual, sample_token=record.sample_token, seed=seed,
+                             prior=prior if residual else None)
 
 
 def world_examples(records: list[SampleRecord], codes: dict[str, np.ndarray],
@@ -149,10 +180,11 @@ def stage_examples(stage: str, source: str, records: list[SampleRecord], seed: i
                    qa: StageDataConfig | None = None, frame_codes: dict[str, np.ndarray] | None = None,
                    answer: AnswerConfig | None = None, tokens: dict[str, PerceptionTokens] | None = None,
                    residual: bool = False) -> list[TrainingExample]:
-    """Examples of `stage`: our planning answers (form `answer`; structured ones read `tokens`), the world
-    stage's next-frame codes (`frame_codes`), or vla_world.qa's builder (settings `qa`) for the QA stages."""
+    """Examples of `stage`: our planning answers (form `answer`; structured ones read `tokens`, a `<visual>`
+    block reads `frame_codes`), the world stage's next-frame codes (`frame_codes`), or vla_world.qa's
+    builder (settings `qa`) for the QA stages."""
     if source in ("planning", "rewards"):  # grpo: the planning prompts; its answers are sampled
-        return planning_examples(records, answer, tokens, seed, qa, residual)
+        return planning_examples(records, answer, tokens, seed, qa, residual, frame_codes)
     if source == "world":
         if frame_codes is None:
             raise ValueError(f"stage {stage!r}: its examples need the frame codes (load_world_codes)")

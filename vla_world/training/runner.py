@@ -174,11 +174,13 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
 
     records = load_records(args.dataroot, version=args.version, split=cfg.data.split, progress=False)
     tokens, online = stage_tokens(cfg, records, args.dataroot, init)
-    visual = None
+    visual, codes = None, None
     if spec.examples == "world":
         examples, visual = world_stage_examples(cfg, records)
     else:
-        examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa,
+        if spec.examples == "planning" and "visual" in cfg.data.answer.blocks():
+            codes, visual = planning_frame_codes(cfg)
+        examples = stage_examples(spec.name, spec.examples, records, cfg.train.seed, cfg.data.qa, codes,
                                   answer=cfg.data.answer, tokens=tokens, residual=cfg.model.residual_answer)
     if cfg.data.max_examples and len(examples) > cfg.data.max_examples:
         keep = np.sort(np.random.default_rng(cfg.train.seed).permutation(len(examples))[:cfg.data.max_examples])
@@ -186,7 +188,7 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
     if spec.examples == "planning" and cfg.data.kinematic_copy_examples:
         pseudo = kinematic_copy_records(records, cfg.data.kinematic_copy_examples, cfg.train.seed)
         examples += planning_examples(pseudo, cfg.data.answer, tokens, cfg.train.seed, cfg.data.qa,
-                                      cfg.model.residual_answer)
+                                      cfg.model.residual_answer, codes)
         records = records + pseudo
         log.info("planning: + %d kinematic-copy pseudo-examples (answer = CTRA prior)", len(pseudo))
     model = model_builder(records, tokens, visual)
@@ -211,6 +213,15 @@ def world_stage_examples(cfg: StageConfig, records: list) -> tuple[list, VisualS
              "%s/%s.safetensors (codebook %d, %d codes per frame)", skipped, len(records), cfg.data.frame_codes,
              cfg.data.split, meta.codebook_size, meta.codes_per_frame)
     return examples, VisualSpec(meta.codebook_size, meta.codes_per_frame)
+
+
+def planning_frame_codes(cfg: StageConfig) -> tuple[dict, VisualSpec]:
+    """Planning with a `<visual>` block: the split's frame codes (its targets) and the vocabulary they need
+    (a model without visual tokens grows them; one with other ones is refused by VLAModel.from_folder)."""
+    codes, meta = load_world_codes(cfg.data, cfg.data.split)
+    log.info("planning <visual>: frame codes %s/%s.safetensors (codebook %d, %d codes per frame)",
+             cfg.data.frame_codes, cfg.data.split, meta.codebook_size, meta.codes_per_frame)
+    return codes, VisualSpec(meta.codebook_size, meta.codes_per_frame)
 
 
 def online_batches(model: VLAModel, online: OnlinePerception, examples: list, samples: list[EncodedSample],
