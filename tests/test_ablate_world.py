@@ -52,6 +52,22 @@ def test_a_run_is_reused_only_when_finished(tmp_path):
     tool.wait_for_live_run(folder, poll_s=0.01)
 
 
+def test_a_score_is_reused_only_when_newer_than_the_run(tmp_path):
+    import os
+
+    tool = load_tool("ablate_world")
+    run, preds = tmp_path / "run", tmp_path / "eval" / "last.json"
+    (run / "last").mkdir(parents=True)
+    (run / "last" / "state.json").write_text("{}")
+    assert not tool.scored(preds, run)
+    preds.parent.mkdir()
+    preds.write_text("{}")
+    os.utime(run / "last" / "state.json", (1_000, 1_000))
+    assert tool.scored(preds, run)
+    os.utime(preds, (500, 500))  # the run was trained again after it was scored
+    assert not tool.scored(preds, run)
+
+
 def test_inspect_reads_prior_copies_actions_and_visual_codes(mini_world, tmp_path, capsys):
     """Two answers: one the CTRA prior itself with the next frame's codes, one off the prior with wrong codes."""
     from perception.frame_codes import load_frame_codes

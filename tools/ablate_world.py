@@ -165,8 +165,17 @@ def train_and_score(args: argparse.Namespace, arm: Arm, seed: int) -> Path:
     wait_for_live_run(run_folder(args, arm, seed))
     if not finished(run_folder(args, arm, seed), args.max_steps):
         run_logged(train_command(args, arm, seed), logs / f"train-{arm.key}-seed{seed}.log")
-    run_logged(eval_command(args, arm, seed), logs / f"eval-{arm.key}-seed{seed}.log")
-    return eval_folder(args, arm, seed) / "last.json"
+    preds = eval_folder(args, arm, seed) / "last.json"
+    if not scored(preds, run_folder(args, arm, seed)):
+        run_logged(eval_command(args, arm, seed), logs / f"eval-{arm.key}-seed{seed}.log")
+    return preds
+
+
+def scored(preds: Path, run: Path) -> bool:
+    """A prediction file to reuse: written after the run's last checkpoint (scoring a structured run on
+    test takes as long as training it, so an interrupted ablation should not score finished runs again)."""
+    state = run / "last" / "state.json"
+    return preds.is_file() and state.is_file() and preds.stat().st_mtime > state.stat().st_mtime
 
 
 def summary_command(args: argparse.Namespace, preds: dict[tuple[str, int], Path]) -> list[str]:
