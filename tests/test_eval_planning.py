@@ -279,7 +279,7 @@ def _fake_inference(monkeypatch, tmp_path, mini_world, seen: list):
             raise ValueError(f"{checkpoint} was trained on oracle (ground-truth) tokens; pass --tokens oracle")
         return _Source("oracle (ground truth): defaults" if requested == "oracle" else f"token cache: {checkpoint}/{split}")
 
-    def predict_split(checkpoint, records, source, dataroot, decoding):
+    def predict_split(checkpoint, records, source, dataroot, decoding, batch_size=8):
         assert dataroot == str(mini_world)  # an online-trained planner reads its perception's images there
         seen.append((checkpoint, source.label, decoding))
         digits = [c for c in checkpoint if c.isdigit()]  # run<k>/last answers with a k-metre offset
