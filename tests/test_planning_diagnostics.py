@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from tool_helpers import load_tool
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "diagnostics"))
+from planning.codec import format_points
+from planning.kinematic import ctra_prior
+from vla_world.data.planner_input import planner_input
 
-import copy_stats  # noqa: E402
-from planning.codec import format_points  # noqa: E402
-from planning.kinematic import ctra_prior  # noqa: E402
-from vla_world.data.planner_input import planner_input  # noqa: E402
+copy_stats = load_tool("diagnostics/copy_stats")
 
 
 def _write(path: Path, records: list, shift: float) -> Path:
