@@ -99,6 +99,24 @@ def test_plan_tool_prints_parse_status(chain, capsys):
     assert "perception tokens: oracle (ground truth)" in out  # the source is printed, never silent
 
 
+
+def test_sample_mean_diagnostic_writes_a_full_prediction_file(chain, tmp_path):
+    """tools/diagnostics/sample_mean.py: K constrained samples per val prompt, averaged, one finite plan each."""
+    import numpy as np
+
+    from planning.predictions import load_predictions
+    from vla_world.data import load_records
+
+    world, ckpt = chain
+    out = tmp_path / "mean.json"
+    assert load_tool("diagnostics/sample_mean").main([str(ckpt / "planning" / "last"), "--samples", "2", "--split",
+                                                      "val", "--dataroot", str(world), "--tokens", "oracle",
+                                                      "--out", str(out)]) == 0
+    preds = load_predictions(out)
+    assert preds.tokens == {r.sample_token for r in load_records(world, split="val", progress=False)}
+    assert not preds.failures and all(np.isfinite(t).all() for t in preds.trajectories.values())
+    assert "mean of 2 constrained samples" in preds.meta["decoding"] and "oracle" in preds.meta["token_source"]
+
 @pytest.mark.slow
 def test_two_processes_through_accelerate_keep_weights_equal(chain):
     import os

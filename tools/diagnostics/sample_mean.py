@@ -19,12 +19,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception.tokens import load_token_cache
 from planning.predictions import save_predictions
 from vla_world.constrained import constrained_sample_ids
 from vla_world.data import load_records
 from vla_world.data.planner_input import planner_input
-from vla_world.inference import Planner, to_plan_result
+from vla_world.inference import (
+    Planner,
+    load_source_tokens,
+    resolve_token_source,
+    to_plan_result,
+)
 from vla_world.model.sequence import PLANNING_QUESTION
 
 
@@ -55,15 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--split", default="val")
     p.add_argument("--dataroot", default="data/mini_world")
-    p.add_argument("--tokens", default=None, help="token cache (default cache/tokens/<split>.safetensors)")
+    p.add_argument("--tokens", default=None,
+                   help="'oracle' or a token cache file (default: the source the checkpoint was trained on)")
     p.add_argument("--out", type=Path, required=True, help="prediction JSON to write")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     records = load_records(a.dataroot, split=a.split, progress=False)
-    tokens = load_token_cache(a.tokens or f"cache/tokens/{a.split}.safetensors")
+    source = resolve_token_source(a.checkpoint, a.split, a.tokens)
+    tokens = load_source_tokens(source, a.checkpoint, records, a.dataroot)
     means = mean_trajectories(Planner.from_checkpoint(a.checkpoint), records, tokens, a.samples, a.temperature)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    save_predictions(a.out, means, meta={"checkpoint": a.checkpoint, "token_source": "cache",
+    save_predictions(a.out, means, meta={"checkpoint": a.checkpoint, "token_source": source.label,
                                          "decoding": f"mean of {a.samples} constrained samples, T={a.temperature}"})
     return 0
 
