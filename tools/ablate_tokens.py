@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.demo import Step, planning_start, tool
+from tools.demo import Step, planning_start, skip_reason, tool
 from tools.token_ablation_table import (
     PlanningRow,
     QaRun,
@@ -226,14 +226,6 @@ def combine_step(a: argparse.Namespace) -> Step:
 def build_steps(a: argparse.Namespace) -> list[Step]:
     """Every step, in the order they start when their inputs are ready (tools.ablate_tokens.depends_on)."""
     return token_steps(a) + [baseline_step(a)] + training_steps(a) + evaluation_steps(a) + [combine_step(a)]
-
-
-def skip_reason(step: Step, keep: bool) -> str | None:
-    if step.skip_if is not None and step.skip_if.exists():
-        return f"already there ({step.skip_if})"
-    if keep and step.keep_if is not None and step.keep_if.exists():
-        return f"kept ({step.keep_if}), --keep"
-    return None
 
 
 def depends_on(step: Step, names: list[str]) -> list[str]:

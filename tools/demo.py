@@ -292,16 +292,23 @@ def build_steps(a: argparse.Namespace) -> list[Step]:
     return data_steps(a, scale) + model_steps(a, scale) + evaluation_steps(a, scale)
 
 
+def skip_reason(step: Step, keep: bool) -> str | None:
+    """Why `step` need not run (its product is there, or under --keep its finished run or result), else None."""
+    if step.skip_if is not None and step.skip_if.exists():
+        return f"already there ({step.skip_if})"
+    if keep and step.keep_if is not None and step.keep_if.exists():
+        return f"kept ({step.keep_if}), --keep"
+    return None
+
+
 def run_step(step: Step, keep: bool) -> float:
     if step.needs is not None and not step.needs.exists():
         print(f"\n=== {step.name}: skipped, {step.needs} does not exist (the earlier step that makes it did not run)",
               flush=True)
         return 0.0
-    if step.skip_if is not None and step.skip_if.exists():
-        print(f"\n=== {step.name}: already there ({step.skip_if}), skipped", flush=True)
-        return 0.0
-    if keep and step.keep_if is not None and step.keep_if.exists():
-        print(f"\n=== {step.name}: kept the finished run ({step.keep_if.parent}), --keep", flush=True)
+    reason = skip_reason(step, keep)
+    if reason:
+        print(f"\n=== {step.name}: {reason}, skipped", flush=True)
         return 0.0
     print(f"\n=== {step.name}: {' '.join(step.argv()[1:])}", flush=True)
     start = time.perf_counter()
@@ -324,7 +331,7 @@ def run_steps(batch: list[Step], keep: bool) -> dict[str, float]:
     """Run one step, or several independent training runs at once; {name: seconds}."""
     if len(batch) == 1:
         return {batch[0].name: round(run_step(batch[0], keep), 1)}
-    todo = [s for s in batch if not (keep and s.keep_if is not None and s.keep_if.exists())]
+    todo = [s for s in batch if skip_reason(s, keep) is None]
     print(f"\n=== {', '.join(s.name for s in todo)}: side by side", flush=True)
     start = time.perf_counter()
     running = [(s, subprocess.Popen(s.argv(), cwd=ROOT)) for s in todo]

@@ -11,39 +11,30 @@ Frames and units: ego (LiDAR_TOP) frame, metres.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from planning.kinematic import ctra_prior
+from planning.predictions import load_predictions
 from vla_world.data import load_records
 from vla_world.data.planner_input import planner_input
 
-NUMBER = re.compile(r"-?\d+\.\d+")
-
-
-def answer_points(text: str) -> np.ndarray:
-    """The six (x, y) waypoints of an absolute trajectory answer (as prediction files store them)."""
-    return np.array([float(x) for x in NUMBER.findall(text)]).reshape(6, 2)
-
 
 def summarise(path: Path, records: dict) -> str:
-    predictions = json.loads(path.read_text())
+    """One line: answers equal to the prior, and mean 3 s L2 of answers and prior (full futures only)."""
+    predictions = load_predictions(path)  # the evaluator's reader: text answers parse through the codec
     copies, l2_answer, l2_prior = 0, [], []
-    for token, entry in predictions.items():
-        if token == "__meta__":
-            continue
-        record, points = records[token], answer_points(entry["text"])
+    for token, points in predictions.trajectories.items():
+        record = records[token]
         prior = ctra_prior(planner_input(record))
         copies += int(np.abs(points - prior).max() < 0.006)
         if record.ego_future_mask.all():
             l2_answer.append(np.linalg.norm(points - record.ego_future, axis=1)[5])
             l2_prior.append(np.linalg.norm(prior - record.ego_future, axis=1)[5])
-    total = len(predictions) - ("__meta__" in predictions)
-    return (f"{path}: copies prior {copies} of {total}; "
+    total = len(predictions.tokens)
+    return (f"{path}: copies prior {copies} of {total} ({len(predictions.failures)} failed to parse); "
             f"L2@3s answer {np.mean(l2_answer):.3f} m, prior {np.mean(l2_prior):.3f} m")
 
 
