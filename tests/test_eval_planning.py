@@ -288,7 +288,11 @@ def _fake_inference(monkeypatch, tmp_path, mini_world, seen: list):
         texts[records[0].sample_token] = "I would rather not drive."
         return texts
 
+    def checkpoint_decoding(checkpoint, decoding):  # what "auto" means for a checkpoint without a plan head
+        return "constrained" if decoding == "auto" else decoding
+
     stub = types.SimpleNamespace(predict_split=predict_split, resolve_token_source=resolve_token_source,
+                                 checkpoint_decoding=checkpoint_decoding,
                                  check_planner_checkpoint=lambda checkpoint, tool: None)  # a stub has no state.json
     monkeypatch.setitem(sys.modules, "vla_world.inference", stub)
 
@@ -306,7 +310,8 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
     assert len(saved.failures) == 1
     assert saved.meta["checkpoint"] == str(tmp_path / "vla_tiny") and saved.meta["token_source"] == seen[0][1]
     assert data["runs"][0]["token_source"] == f"token cache: {tmp_path / 'vla_tiny'}/val"  # the checkpoint's own source
-    assert saved.meta["decoding"] == data["runs"][0]["decoding"] == seen[0][2] == "constrained"  # the default
+    assert seen[0][2] == "auto"  # the default: the plan head where the checkpoint has one, else constrained
+    assert saved.meta["decoding"] == data["runs"][0]["decoding"] == "constrained"  # what auto resolved to
     for page in ((out / "report.md").read_text(), (tmp_path / "results.md").read_text()):
         assert f"`{tmp_path / 'vla_tiny'}`" in page and "token cache: " in page and "Split: `val`" in page
         assert "decoding: constrained" in page

@@ -51,6 +51,8 @@ def test_every_stage_trains_two_steps_from_the_previous(chain):
     assert "start: " + str(ckpt / "world" / "last") in log
     # oracle tokens have no network behind them, so planning trains projectors + LLM and says why
     assert "perception: none (oracle tokens from ground truth: there is no network to train; planning" in log
+    # the shipped planning config fits its plan head after the LLM steps, on every keyframe with a future
+    assert re.search(r"plan head fitted on \d+ train keyframes: L1 [\d.]+ m \(epoch 1\) -> [\d.]+ m \(epoch 50\)", log)
     align_log = (ckpt / "align" / "train.log").read_text()
     assert re.search(r"llm:\s+trainable\s+0\s", align_log)  # align trains the projectors only
 
@@ -97,6 +99,7 @@ def test_plan_tool_prints_parse_status(chain, capsys):
     out = capsys.readouterr().out
     assert f"sample {sample}" in out and "parse: " in out
     assert "perception tokens: oracle (ground truth)" in out  # the source is printed, never silent
+    assert "decoding: head" in out  # the checkpoint fitted a plan head, so that is what answers
 
 
 

@@ -50,10 +50,14 @@ class Arm(NamedTuple):
     overrides: tuple[str, ...]  # extra --set KEY=VALUE of its planning run
 
 
+# Both arms are scored on their written answer: the question is what world pretraining and the structured
+# answer do to the text the LLM writes, and a plan head (configs/planning/tiny.yaml) cannot sit beside a
+# structured answer (vla_world/model/plan_head.py), so it is off in both.
+WRITTEN = "model.plan_head.enabled=false"
 ARMS = (
     Arm("world-structured", "world + structured (visual)", "world_init",
-        ("data.answer.structured=true", "data.answer.visual=true")),
-    Arm("plain", "plain (motion init, no world)", "motion_init", ("data.answer.structured=false",)),
+        ("data.answer.structured=true", "data.answer.visual=true", WRITTEN)),
+    Arm("plain", "plain (motion init, no world)", "motion_init", ("data.answer.structured=false", WRITTEN)),
 )
 
 

@@ -251,8 +251,10 @@ def results_note(a: argparse.Namespace) -> str:
             f"(`make results`) on the mini world's held-out `{REPORT_SPLIT}` split: 14 scenes never used to choose "
             "a setting (val was). Learned rows are mean ± sample std over their seeds: Ego-MLP seeds "
             f"{' '.join(map(str, EGO_MLP_SEEDS))}; VLA-tiny planning-stage seeds {seeds}, each trained from the same "
-            "align → instruct → motion → world chain (seed 0), so the spread is the planning stage's alone. VLA answers "
-            "are decoded template-constrained (docs/model.md); failed answers score as docs/evaluation.md says.")
+            "align → instruct → motion → world chain (seed 0), so the spread is the planning stage's alone. VLA-tiny "
+            "answers with its plan head (an MLP ensemble on the LLM's hidden state, written out by the codec; "
+            "docs/model.md \"Plan head\"); GRPO trains the written answer, so its row is decoded template-constrained "
+            "(docs/model.md); failed answers score as docs/evaluation.md says.")
 
 
 def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:

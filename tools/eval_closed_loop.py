@@ -117,7 +117,7 @@ class VlaPlanner:
     """The VLA checkpoint as a closed-loop planner: perception on the rendered sensor files, then the LLM.
 
     A planner that sees: `sees = True` makes the episode runner render its cameras and LiDAR (files under
-    `sensors.folder`, which is this planner's dataroot). Constrained decoding always yields a trajectory;
+    `sensors.folder`, which is this planner's dataroot). The plan head or constrained decoding always yields a trajectory;
     should one fail to parse, the ego is told to stand still and the failure is counted.
     """
 

@@ -14,8 +14,9 @@ as <out>/<checkpoint folder>.json (re-scorable with --pred; a later checkpoint w
 is taken gets <out>/<parent>_<folder>.json). Their perception tokens come from the
 source each checkpoint was trained with; --tokens oracle|FILE picks another (oracle rows get
 " (oracle tokens)" in their name). A checkpoint trained on oracle tokens is refused unless
---tokens oracle. Answers are decoded template-constrained (every answer parses to 6 waypoints
-within the bound, so their Failed count is 0 by construction) unless --decoding greedy; each run's
+--tokens oracle. A checkpoint with a fitted plan head answers from it (its 12 numbers written by
+the codec); otherwise answers are decoded template-constrained (every answer parses to 6 waypoints
+within the bound, so their Failed count is 0 by construction); --decoding picks another; each run's
 provenance line says which. A checkpoint trained with the structured answer (data.answer.structured)
 is decoded block by block and scored on the trajectory inside its <answer> block, in the same
 table as plain answers; its provenance line counts the answers whose blocks are malformed.
@@ -58,7 +59,7 @@ from vla_world.data.targets import planning_targets
 
 ORACLE = "oracle"  # vla_world.inference.ORACLE; spelled here so --help needs no torch import
 ORACLE_SUFFIX = " (oracle tokens)"
-DECODINGS = ("constrained", "greedy")  # vla_world.inference.DECODINGS, spelled here for the same reason
+DECODINGS = ("auto", "head", "constrained", "greedy")  # vla_world.inference.DECODINGS, spelled here for the same reason
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perception tokens for --checkpoint: 'oracle' (ground truth; the row is named so) or a token "
                         "cache file (default: the source each checkpoint was trained with)")
     p.add_argument("--decoding", choices=DECODINGS, default=DECODINGS[0],
-                   help="how --checkpoint answers are decoded: constrained (the model writes only the numbers of the "
-                        "trajectory template; default) or greedy (free text, may fail to parse)")
+                   help="how --checkpoint answers are decoded: auto (default: head where the checkpoint fitted a plan "
+                        "head, else constrained), head (the trajectory from the plan head on the LLM's hidden state, "
+                        "written by the codec), constrained (the model writes only the numbers of the trajectory "
+                        "template) or greedy (free text, may fail to parse)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="--checkpoint answers decoded at once (default 8; batched decoding gives the same answers "
                         "as one at a time, larger batches are faster on CPU for long structured answers)")
@@ -165,6 +168,7 @@ def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: s
     try:
         from vla_world.inference import (
             check_planner_checkpoint,
+            checkpoint_decoding,
             predict_split,
             resolve_token_source,
         )
@@ -181,7 +185,7 @@ def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: s
         except (ValueError, FileNotFoundError) as exc:  # CheckpointError, DataMismatchError are ValueErrors
             raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
         meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
-                "split": split, "decoding": decoding + answer_form(texts.values()),
+                "split": split, "decoding": checkpoint_decoding(checkpoint, decoding) + answer_form(texts.values()),
                  **data_identity(dataroot, version)}
         save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
         preds = predictions_from_texts(texts, meta=meta)

@@ -8,8 +8,9 @@ t = 0.5..3 s), the raw model text and the parse status. Tokens come from the che
 token source (the cache file named in its config.yaml, or, for a planner trained with online
 perception, its own fine-tuned perception on the --dataroot images) unless --tokens names
 another (a cache file, or `oracle` for ground-truth tokens); the first lines printed say which, and
-how answers are decoded: template-constrained by default (every answer parses to 6 waypoints;
-vla_world.constrained), or free greedy decoding with --decoding greedy.
+how answers are decoded: from the plan head where the checkpoint fitted one (its 12 numbers written
+as the answer by the codec), else template-constrained (every answer parses to 6 waypoints;
+vla_world.constrained); --decoding picks constrained, head or free greedy decoding.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", default=None, metavar="oracle|FILE",
                    help="perception tokens: 'oracle' (from ground truth) or a token cache file "
                         "(default: the source the checkpoint was trained with)")
-    p.add_argument("--decoding", choices=("constrained", "greedy"), default="constrained",
-                   help="constrained: the model writes only the numbers of the trajectory template (default); "
-                        "greedy: free greedy decoding, which may not parse")
+    p.add_argument("--decoding", choices=("auto", "head", "constrained", "greedy"), default="auto",
+                   help="auto (default): head if the checkpoint fitted a plan head, else constrained; head: the "
+                        "trajectory from the plan head; constrained: the model writes only the numbers of the "
+                        "trajectory template; greedy: free greedy decoding, which may not parse")
     p.add_argument("--no-cache", action="store_true",
                    help="with --decoding greedy: decode without the KV cache (slow; for comparison)")
     return p
@@ -64,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         check_planner_checkpoint(args.checkpoint, "plan.py --checkpoint")
         source = resolve_token_source(args.checkpoint, args.split, args.tokens)
         print(f"perception tokens: {source.label}")
-        print(f"decoding: {args.decoding}")
         tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
         planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding)
+        print(f"decoding: {planner.decoding}")
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DataMismatchError: one line, no traceback
         raise SystemExit(str(exc)) from exc
     builder = planner.model.sequence_builder

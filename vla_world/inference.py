@@ -11,7 +11,10 @@ make those inputs. Tokens come from a `TokenSource`: by default the one the chec
 trained with (its config.yaml `data` section: the fine-tuned perception of an online planner, or
 the token cache of the split), never ground-truth (oracle) tokens unless asked for by name.
 
-Planning answers are decoded template-constrained by default (`vla_world.constrained`: the
+A checkpoint whose planning stage fitted a plan head (`vla_world.model.plan_head`) answers from it
+by default (`decoding="auto"`): one forward pass over the prompt, the head's 12 numbers, and the
+codec writes them as the answer text (`head_text`), so downstream readers see an ordinary answer.
+Otherwise planning answers are decoded template-constrained (`vla_world.constrained`: the
 structure is forced, the model chooses only the numbers, so every answer parses to 6 waypoints
 within the plausibility bound); a checkpoint trained with the structured answer
 (`PromptOptions.answer_blocks`, from its `data.answer` config) is decoded block by block
@@ -50,8 +53,9 @@ PLAN_MAX_NEW_TOKENS = 112  # a 6-waypoint answer is ~90 tokens with digit-level 
 STRUCTURED_MAX_NEW_TOKENS = 448  # greedy, structured answer: the trajectory + the free-text caps + the short blocks
 LIVE_FEATURES_BELOW = 16  # online-trained planners: fewer records than this skip the frozen-feature cache
 ANSWER_MAX_NEW_TOKENS = 320  # detailed QA answers reach ~600 characters (qa engineer, measured)
-CONSTRAINED, GREEDY = "constrained", "greedy"
-DECODINGS = (CONSTRAINED, GREEDY)  # how planning answers are decoded; the first is the default
+AUTO, HEAD, CONSTRAINED, GREEDY = "auto", "head", "constrained", "greedy"
+# how planning answers are decoded; the first is the default: the plan head where the checkpoint has one, else constrained
+DECODINGS = (AUTO, HEAD, CONSTRAINED, GREEDY)
 
 
 @dataclass
@@ -59,6 +63,22 @@ class PlanResult:
     trajectory: np.ndarray | None  # (6, 2) metres, LiDAR frame; None when the text did not parse
     text: str  # the model's raw answer
     parse_error: str | None  # why `trajectory` is None
+
+
+def resolve_decoding(decoding: str, has_plan_head: bool) -> str:
+    """The decoding `auto` stands for (head when the checkpoint has a plan head, else constrained); `head` on a
+    checkpoint without one is a ValueError with the fix."""
+    if decoding == AUTO:
+        return HEAD if has_plan_head else CONSTRAINED
+    if decoding == HEAD and not has_plan_head:
+        raise ValueError("decoding 'head': this checkpoint has no plan head (its planning stage ran with "
+                         "model.plan_head.enabled: false); use --decoding constrained or auto")
+    return decoding
+
+
+def checkpoint_decoding(checkpoint: str | Path, decoding: str = AUTO) -> str:
+    """`resolve_decoding` for a checkpoint folder, read from its vla.json (no weights loaded): for reports."""
+    return resolve_decoding(check_decoding(decoding), bool(read_vla_meta(checkpoint).get("plan_head")))
 
 
 def check_decoding(decoding: str, use_cache: bool = True) -> str:
@@ -72,13 +92,14 @@ def check_decoding(decoding: str, use_cache: bool = True) -> str:
 
 
 class Planner:
-    """Planning with a trained VLA model: template-constrained (default) or greedy, batched, with the KV cache."""
+    """Planning with a trained VLA model: plan head (default where fitted), template-constrained (default
+    otherwise) or greedy; batched, with the KV cache."""
 
-    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True, decoding: str = CONSTRAINED):
+    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True, decoding: str = AUTO):
         self.model = model.eval()
         self.batch_size = batch_size
         self.use_cache = use_cache
-        self.decoding = check_decoding(decoding, use_cache)
+        self.decoding = check_decoding(resolve_decoding(decoding, model.plan_head is not None), use_cache)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Planner:
@@ -99,6 +120,8 @@ class Planner:
                    priors: list[np.ndarray | None] | None = None) -> list[str]:
         """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says
         (`priors`: each prompt's `answer_prior`, needed by residual answers)."""
+        if self.decoding == HEAD:
+            return self.head_texts(prompts, progress, priors)
         structured = bool(self.model.prompt.answer_blocks)  # the checkpoint's answer form decides
         if self.decoding == GREEDY:
             return self.generate(prompts, STRUCTURED_MAX_NEW_TOKENS if structured else PLAN_MAX_NEW_TOKENS, progress)
@@ -108,6 +131,18 @@ class Planner:
             inputs = ([s.input_ids for s in chunk], [s.features for s in chunk])
             ids = decode(self.model, *inputs, priors=None if priors is None else priors[start:start + len(chunk)])
             texts += [self.model.decode(i) for i in ids]
+        return texts
+
+    def head_texts(self, prompts: list[EncodedSample], progress: bool = False,
+                   priors: list[np.ndarray | None] | None = None) -> list[str]:
+        """Answers written by the codec from the plan head's output: one forward pass per batch, no decoding."""
+        if self.model.prompt.residual_answer and (priors is None or any(p is None for p in priors)):
+            raise ValueError("plan head of a residual planner: pass each prompt's prior (Planner.answer_prior)")
+        texts = []
+        for start, chunk in zip(range(0, len(prompts), self.batch_size), self._chunks(prompts, progress, "plan head")):
+            plans = self.model.plan_from_head([s.input_ids for s in chunk], [s.features for s in chunk])
+            rows = [None] * len(chunk) if priors is None else priors[start:start + len(chunk)]
+            texts += [head_text(plan, prior) for plan, prior in zip(plans.cpu().numpy(), rows)]
         return texts
 
     def generate(self, prompts: list[EncodedSample], max_new_tokens: int, progress: bool = False) -> list[str]:
@@ -122,6 +157,16 @@ class Planner:
     def _chunks(self, prompts: list[EncodedSample], progress: bool, desc: str) -> Iterator[list[EncodedSample]]:
         for start in tqdm(range(0, len(prompts), self.batch_size), desc=desc, disable=not progress):
             yield prompts[start:start + self.batch_size]
+
+
+def head_text(plan: np.ndarray, prior: np.ndarray | None) -> str:
+    """The answer text of one plan-head output ((6, 2) m): the residual answer (cm) to `prior`, or the absolute
+    one; a non-finite output is the empty answer, so it fails to parse and is counted, never silently kept."""
+    if not np.isfinite(plan).all():
+        return ""
+    if prior is None:
+        return format_trajectory(plan)
+    return format_trajectory(np.asarray(prior, np.float64) + plan, prior=prior)
 
 
 def to_plan_result(text: str, prior: np.ndarray | None = None) -> PlanResult:
@@ -262,14 +307,15 @@ def split_of(records: list[SampleRecord]) -> str:
 @torch.no_grad()
 def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: TokenSource | None = None,
                   batch_size: int = 8, progress: bool = True, dataroot: str | Path | None = None,
-                  tokens: dict[str, PerceptionTokens] | None = None, decoding: str = CONSTRAINED) -> dict[str, str]:
+                  tokens: dict[str, PerceptionTokens] | None = None, decoding: str = AUTO) -> dict[str, str]:
     """{sample_token: planner text} for every record (parse with planning.codec.parse_trajectory).
 
     A planner with residual answers answers in centimetres relative to its prompt's prior; its texts
     come back as the absolute answers they mean (`absolute_text`; one that does not parse comes back
     raw and fails the same way), so prediction files stay self-contained.
 
-    `decoding`: "constrained" (default: every answer is a 6-point template answer) or "greedy".
+    `decoding`: "auto" (default: the plan head where the checkpoint has one, else "constrained"), "head",
+    "constrained" (every answer is a 6-point template answer) or "greedy".
 
     Tokens: `tokens` when given (the caller names their source), else from `source`, else the ones
     the checkpoint was trained with (`resolve_token_source`); `dataroot` is needed when that is online

@@ -246,7 +246,7 @@ class SequenceBuilder:
 
 
 def collate(samples: list[EncodedSample], pad_id: int) -> dict:
-    """Right-padded (B, T) input_ids / attention_mask / labels + the list of per-sample features."""
+    """Right-padded (B, T) input_ids / attention_mask / labels + the lists of per-sample features and tokens."""
     width = max(len(s.input_ids) for s in samples)
     ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
@@ -256,4 +256,5 @@ def collate(samples: list[EncodedSample], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(s.input_ids)
         labels[i, :n] = torch.tensor(s.labels)
         mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples]}
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "features": [s.features for s in samples],
+            "sample_tokens": [s.sample_token for s in samples]}

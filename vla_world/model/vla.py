@@ -44,6 +44,7 @@ from vla_world.checkpoint import (
 )
 from vla_world.model.ego_token import EGO_WIDTH
 from vla_world.model.llm import TinyLLMSize, build_tiny_llm, llm_from_config_dict
+from vla_world.model.plan_head import PlanHead, PlanHeadSpec
 from vla_world.model.projectors import Projectors
 from vla_world.model.sequence import PromptOptions, SequenceBuilder
 from vla_world.model.tokenizer import (
@@ -103,7 +104,7 @@ class VLAModel(nn.Module):
 
     def __init__(self, llm: PreTrainedModel, projectors: Projectors, tokenizer: PreTrainedTokenizerFast,
                  prompt: PromptOptions | None = None, preset: str = "tiny", lora: dict | None = None,
-                 visual: VisualSpec | None = None):
+                 visual: VisualSpec | None = None, plan_head: PlanHead | None = None):
         super().__init__()
         self.llm = llm
         self.projectors = projectors
@@ -112,6 +113,7 @@ class VLAModel(nn.Module):
         self.preset = preset
         self.lora = lora  # the peft settings applied to self.llm, or None
         self.visual = visual  # the frame-code tokens this model writes (world stage on), or None
+        self.plan_head = plan_head  # trajectories from the hidden state (vla_world.model.plan_head), or None
         self.slot_ids = {k: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[k]) for k in PLACEHOLDER_KINDS}
         self.slot_ids[EGO_KIND] = tokenizer.convert_tokens_to_ids(EGO_PLACEHOLDER)
         if self.prompt.ego_token and projectors.ego is None:
@@ -151,8 +153,9 @@ class VLAModel(nn.Module):
         if prompt.ego_token and meta.get("ego_width") != EGO_WIDTH:
             raise ValueError(f"{folder}: its ego-state vector has width {meta.get('ego_width')}, this code builds "
                              f"{EGO_WIDTH} (vla_world.model.ego_token changed); retrain the planning stage")
+        head = PlanHead(PlanHeadSpec(**meta["plan_head"])) if meta.get("plan_head") else None
         model = cls(llm, Projectors(meta["token_width"], llm.config.hidden_size, ego_width(prompt)),
-                    load_tokenizer(folder), prompt, meta["preset"], visual=saved)
+                    load_tokenizer(folder), prompt, meta["preset"], visual=saved, plan_head=head)
         if meta.get("lora"):
             model.apply_lora(meta["lora"])
         state, _, _ = load_checkpoint(folder)
@@ -181,6 +184,19 @@ class VLAModel(nn.Module):
             self.projectors.set_ego(0)
         self.prompt = replace(self.prompt, ego_token=enabled)
         return fresh
+
+    def set_plan_head(self, spec: PlanHeadSpec | None, seed: int = 0) -> bool:
+        """Give the model a fresh, unfitted plan head of `spec` (seeded init), or drop it (None).
+
+        A head of the same spec is kept (returns False); the planning stage refits it after its steps anyway.
+        """
+        if spec is None or (self.plan_head is not None and self.plan_head.spec == spec):
+            self.plan_head = None if spec is None else self.plan_head
+            return False
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.plan_head = PlanHead(spec).to(next(self.parameters()).device)
+        return True
 
     def grow_visual(self, spec: VisualSpec, seed: int = 0) -> list[int]:
         """Add the frame-code tokens of `spec` and grow the embedding tables (mean init); returns the new ids."""
@@ -264,7 +280,8 @@ class VLAModel(nn.Module):
         meta = {"preset": self.preset, "llm_config": self.base_llm.config.to_dict(),
                 "token_width": self.projectors.token_width, "ego_width": self.projectors.ego_width,
                 "prompt": asdict(self.prompt), "lora": self.lora,
-                "visual": asdict(self.visual) if self.visual is not None else None}
+                "visual": asdict(self.visual) if self.visual is not None else None,
+                "plan_head": self.plan_head.meta() if self.plan_head is not None else None}
         files = {"vla.json": json.dumps(meta, indent=1)}
         with tempfile.TemporaryDirectory() as tmp:
             self.tokenizer.save_pretrained(tmp)
@@ -294,6 +311,35 @@ class VLAModel(nn.Module):
         embeds = self.embed(input_ids, features)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
                         position_ids=padded_positions(attention_mask), labels=labels)
+
+    def last_prompt_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: list[Features],
+                           positions: torch.Tensor) -> torch.Tensor:
+        """(B, H) final-layer hidden state (after the final norm) at `positions` (one per row): the plan head's input.
+
+        Runs the decoder only (no output layer: logits over the vocabulary at every position would cost
+        more than the whole pass for a large vocabulary). Causal attention makes the state at the last
+        prompt token the same whether or not the answer follows it in the ids.
+        """
+        out = self.base_llm.get_decoder()(inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask,
+                                          position_ids=padded_positions(attention_mask))
+        return out.last_hidden_state[torch.arange(len(positions)), positions.to(input_ids.device)]
+
+    @torch.no_grad()
+    def plan_from_head(self, prompts: list[list[int]], features: list[Features]) -> torch.Tensor:
+        """(B, 6, 2) plan-head output for prompt-only ids (left-padded, one forward pass): corrections to
+        the prior for residual answers, waypoints for absolute ones; metres, LiDAR frame."""
+        if self.plan_head is None:
+            raise ValueError("plan_from_head: this checkpoint has no plan head (model.plan_head.enabled was false "
+                             "in its planning stage); decode with --decoding constrained")
+        if not bool(self.plan_head.fitted):
+            raise ValueError("plan_from_head: this checkpoint's plan head was never fitted (saved before its planning "
+                             "stage ended); finish the run with tools/train.py --resume, or decode with --decoding "
+                             "constrained")
+        ids, mask = left_pad(prompts, self.pad_id)
+        device = next(self.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        hidden = self.last_prompt_hidden(ids, mask, features, torch.full((len(prompts),), ids.shape[1] - 1))
+        return self.plan_head(hidden)
 
     @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], features: list[Features], max_new_tokens: int = 96,

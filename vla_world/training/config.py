@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planning.structured import AnswerConfig
+from vla_world.model.plan_head import PlanHeadConfig
 from vla_world.model.presets import PRESETS, TinyLLMSize
 from vla_world.qa.config import StageDataConfig
 from vla_world.training.stages import STAGES, stage_spec
@@ -33,8 +34,12 @@ class ModelConfig:
     # one <EGO> prompt token: the ego state (PlannerInput fields + the CTRA prior) as a float vector through
     # its own projector (vla_world.model.ego_token); set by the planning stage, kept by the checkpoint
     ego_token: bool = False
+    # planning: an MLP fitted on the LLM's hidden state at the last prompt token after the LLM steps; inference
+    # then reads the trajectory from it, not from the digits (vla_world.model.plan_head); kept by the checkpoint
+    plan_head: PlanHeadConfig = field(default_factory=PlanHeadConfig)
 
     def validate(self) -> None:
+        self.plan_head.validate()
         if self.preset not in PRESETS:
             raise ValueError(f"preset {self.preset!r} is not one of {list(PRESETS)}")
         if self.residual_answer and not self.kinematic_prior:
@@ -219,5 +224,9 @@ class StageConfig:
                 and not frozen_online:
             raise ValueError(f"data.token_source online: stage {self.stage!r} does not train perception; "
                              "use cache (tools/export_tokens.py) or oracle tokens")
+        if self.model.plan_head.enabled and self.data.answer.structured:
+            raise ValueError("model.plan_head.enabled: the plan head replaces the trajectory of a plain answer; with "
+                             "data.answer.structured the blocks around it would no longer be the model's reasoning "
+                             "for it. Turn one of them off")
         if self.data.pack_questions and stage_spec(self.stage).examples != "qa":
             raise ValueError(f"data.pack_questions: stage {self.stage!r} has one question per sample, nothing to pack")

@@ -17,6 +17,7 @@ from perception.tokens import PerceptionTokens
 from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.llm import load_pretrained_llm
+from vla_world.model.plan_head import PlanHeadSpec
 from vla_world.model.sequence import (
     PLANNING_QUESTION,
     SYSTEM_PROMPT,
@@ -107,6 +108,7 @@ def start_model(cfg: StageConfig, spec: StageSpec, init: Path | None, llm_path: 
                                residual_answer=cfg.model.residual_answer)
         log.info("planning answers: %s", "residual to the prior, cm" if cfg.model.residual_answer else "absolute, m")
         apply_ego_token(model, cfg, init)
+    apply_plan_head(model, cfg, spec, init)
     want_lora = cfg.finetune.mode == "lora" and "llm" in spec.trainable
     if model.lora and (not want_lora or model.lora != cfg.finetune.lora_settings()):
         model.merge_lora()
@@ -127,9 +129,29 @@ def apply_ego_token(model: VLAModel, cfg: StageConfig, init: Path | None) -> Non
         log.info("ego-state token: on (the ego projector of %s)", start)
 
 
+def apply_plan_head(model: VLAModel, cfg: StageConfig, spec: StageSpec, init: Path | None) -> None:
+    """Give the planning stage the plan head `model.plan_head` asks for (fitted after its LLM steps), and
+    drop it everywhere else: GRPO changes the LLM the head reads, so its policy is the written answer."""
+    want = spec.examples == "planning" and cfg.model.plan_head.enabled
+    if model.plan_head is not None and not want:
+        why = "GRPO trains the written answer" if spec.examples == "rewards" else "model.plan_head.enabled: false"
+        log.info("plan head: dropped (%s); this stage's planner decodes the written trajectory", why)
+    if not want:
+        model.set_plan_head(None)
+        return
+    head = cfg.model.plan_head
+    spec = PlanHeadSpec(model.base_llm.config.hidden_size, head.hidden, head.layers, head.members)
+    model.set_plan_head(spec, seed=cfg.train.seed)
+    log.info("plan head: mean of %d %d-layer MLPs (width %d) on the last prompt token's hidden state, fitted after "
+             "the LLM steps on the frozen states (%d epochs each, L1, lr %.1e); target: %s", head.members, head.layers,
+             head.hidden, head.epochs, head.lr, "the correction to the CTRA prior (m)" if cfg.model.residual_answer else "the waypoints (m)")
+
+
 def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]]:
     """Freeze/unfreeze per part; returns {part: (trainable, frozen)} parameter counts."""
     model.projectors.requires_grad_("projectors" in spec.trainable)
+    if model.plan_head is not None:  # fitted on its own after the LLM steps (StageTrainer.fit_plan_head)
+        model.plan_head.requires_grad_(False)
     train_llm = "llm" in spec.trainable
     for name, param in model.llm.named_parameters():
         # LoRA: the adapters, and the new token rows' deltas (peft trainable tokens) of a model with visual tokens
@@ -139,7 +161,10 @@ def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]
 
 def parameter_counts(model: VLAModel) -> dict[str, tuple[int, int]]:
     counts = {}
-    for part, module in (("projectors", model.projectors), ("llm", model.llm)):
+    parts = (("projectors", model.projectors), ("llm", model.llm))
+    if model.plan_head is not None:
+        parts += (("plan head (fitted after)", model.plan_head),)
+    for part, module in parts:
         params = list(module.parameters())
         trainable = sum(p.numel() for p in params if p.requires_grad)
         counts[part] = (trainable, sum(p.numel() for p in params) - trainable)
