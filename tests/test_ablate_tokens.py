@@ -177,3 +177,14 @@ def test_tiny_ablation_end_to_end_writes_the_table_into_the_docs(start):
     # resumable: a second run with --keep trains and evaluates nothing again
     assert ablate_tokens.main([*argv, "--keep"]) == 0
     assert set(json.loads((root / "out" / "timings.json").read_text())) == {"combine", "wall"}
+
+
+def test_runs_as_a_script_from_the_makefile():
+    """`make ablation-tokens` runs `python tools/ablate_tokens.py`: the `tools.*` imports must resolve there too."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "tools/ablate_tokens.py"), "--help"], cwd=root / "docs",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "oracle vs perception tokens" in done.stdout

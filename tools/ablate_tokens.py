@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tools.*` importable when run as a script
 from tools.demo import Step, planning_start, skip_reason, tool
 from tools.token_ablation_table import (
     PlanningRow,

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of tools/run_baselines.py outputs (kinematic_params.json, ego_mlp_seed0/)")
     p.add_argument("--checkpoint", default=None, help="a planning (or grpo) checkpoint: adds the VLA-tiny row")
     p.add_argument("--checkpoint-name", default="VLA-tiny", help="row name of --checkpoint")
+    p.add_argument("--decoding", default="auto", choices=("auto", "head", "constrained", "greedy"),
+                   help="how the VLA answers (vla_world.inference): auto (default) = its plan head where the "
+                        "checkpoint fitted one, else constrained; constrained = its written answer")
     p.add_argument("--perception", default=None,
                    help="perception checkpoint for --checkpoint (default: <checkpoint>/perception when it was trained "
                         "online, else checkpoints/perception/last)")
@@ -123,7 +126,7 @@ class VlaPlanner:
 
     sees = True
 
-    def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed):
+    def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed, decoding: str = "auto"):
         from perception.inputs import ImageCache
         from perception.train import load_perception_model
         from vla_world.inference import Planner as LlmPlanner
@@ -133,7 +136,7 @@ class VlaPlanner:
         self.perception, self.cfg = load_perception_model(folder)
         self.perception_source = str(folder)
         self.images = ImageCache(sensors.folder, self.cfg.model.image_size)
-        self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1)
+        self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1, decoding=decoding)
         self.failures = 0
 
     def __call__(self, inp):
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     planners = load_planners(args.planners, Path(args.baselines), log)
     sensors = SensorFeed(Path(args.out) / "sensors")
     if args.checkpoint:
-        vla = VlaPlanner(args.checkpoint, args.perception, sensors)
+        vla = VlaPlanner(args.checkpoint, args.perception, sensors, args.decoding)
         planners[args.checkpoint_name] = vla
         log(f"{args.checkpoint_name}: {args.checkpoint}, perception online from {vla.perception_source}")
     start = time.perf_counter()
