@@ -185,6 +185,6 @@ def test_runs_as_a_script_from_the_makefile():
 
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(root / "tools/ablate_tokens.py"), "--help"], cwd=root / "docs",
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "oracle vs perception tokens" in done.stdout
