@@ -280,9 +280,14 @@ def test_stage_config_flags():
 
     path = ROOT / "configs/planning/tiny.yaml"
     assert load_config(path, StageConfig).data.answer.blocks() == ()
-    cfg = load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.think": False})
+    with pytest.raises(ConfigError, match="add --set model.plan_head.enabled=false"):  # the shipped plan head
+        load_config(path, StageConfig, overrides={"data.answer.structured": True})
+    written = {"model.plan_head.enabled": False}
+    cfg = load_config(path, StageConfig, overrides={**written, "data.answer.structured": True,
+                                                    "data.answer.think": False})
     assert cfg.data.answer.blocks() == ("perception", "prediction", "action", "answer")
-    visual = load_config(path, StageConfig, overrides={"data.answer.structured": True, "data.answer.visual": True})
+    visual = load_config(path, StageConfig, overrides={**written, "data.answer.structured": True,
+                                                       "data.answer.visual": True})
     assert visual.data.answer.blocks() == ("perception", "prediction", "visual", "think", "action", "answer")
     with pytest.raises(ConfigError, match="high_risk_m"):
         load_config(path, StageConfig, overrides={"data.answer.high_risk_m": 9.0})

@@ -28,33 +28,9 @@ import torch
 from torch import nn
 
 from vla_world.data.records import NUM_FUTURE
+from vla_world.model.plan_head_config import PlanHeadConfig
 
 PLAN_OUTPUTS = 2 * NUM_FUTURE  # x, y of every future waypoint
-
-
-@dataclass
-class PlanHeadConfig:
-    """Whether the planning stage fits a plan head, and how (config `model.plan_head`)."""
-
-    enabled: bool = False  # fit the head after the LLM steps; inference then reads trajectories from it
-    hidden: int = 128  # width of each hidden layer of the MLP
-    layers: int = 2  # hidden layers (ReLU)
-    members: int = 5  # MLPs fitted from their own init and data order; the head answers with their mean
-    epochs: int = 50  # passes over the train keyframes' fixed hidden states, per member (features are cached)
-    lr: float = 2e-3  # AdamW learning rate of the fit
-    batch_size: int = 32  # keyframes per fit step
-    weight_decay: float = 1e-4
-
-    def validate(self) -> None:
-        if self.hidden < 1 or self.layers < 1 or self.members < 1:
-            raise ValueError(f"model.plan_head: hidden, layers and members must be >= 1, got {self.hidden}, "
-                             f"{self.layers} and {self.members}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"model.plan_head: epochs and batch_size must be >= 1, got {self.epochs} and "
-                             f"{self.batch_size}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"model.plan_head: lr must be > 0 and weight_decay >= 0, got {self.lr} and "
-                             f"{self.weight_decay}")
 
 
 @dataclass(frozen=True)

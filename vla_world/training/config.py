@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planning.structured import AnswerConfig
-from vla_world.model.plan_head import PlanHeadConfig
+from vla_world.model.plan_head_config import PlanHeadConfig
 from vla_world.model.presets import PRESETS, TinyLLMSize
 from vla_world.qa.config import StageDataConfig
 from vla_world.training.stages import STAGES, stage_spec
@@ -227,6 +227,6 @@ class StageConfig:
         if self.model.plan_head.enabled and self.data.answer.structured:
             raise ValueError("model.plan_head.enabled: the plan head replaces the trajectory of a plain answer; with "
                              "data.answer.structured the blocks around it would no longer be the model's reasoning "
-                             "for it. Turn one of them off")
+                             "for it. For a structured answer add --set model.plan_head.enabled=false")
         if self.data.pack_questions and stage_spec(self.stage).examples != "qa":
             raise ValueError(f"data.pack_questions: stage {self.stage!r} has one question per sample, nothing to pack")
