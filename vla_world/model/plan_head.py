@@ -56,11 +56,15 @@ class PlanHead(nn.Module):
         self.members = nn.ModuleList(member_mlp(spec) for _ in range(spec.members))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.member(hidden, k) for k in range(len(self.members))]).mean(0)
+        inputs = self.standardised(hidden)
+        return torch.stack([mlp(inputs) for mlp in self.members]).mean(0).reshape(-1, NUM_FUTURE, 2)
 
     def member(self, hidden: torch.Tensor, k: int) -> torch.Tensor:
         """(B, 6, 2) output of member `k` alone."""
-        return self.members[k]((hidden.float() - self.mean) / self.std).reshape(-1, NUM_FUTURE, 2)
+        return self.members[k](self.standardised(hidden)).reshape(-1, NUM_FUTURE, 2)
+
+    def standardised(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (hidden.float() - self.mean) / self.std
 
     def meta(self) -> dict:
         return asdict(self.spec)

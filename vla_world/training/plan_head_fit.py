@@ -57,9 +57,9 @@ def head_features(model: VLAModel, batches, targets: dict[str, np.ndarray], batc
     was_training = model.training
     model.eval()
     features, wanted, skipped = [], [], 0
+    device = next(model.parameters()).device
     for start in range(0, len(batches), batch_size):
         batch = batches.batch(list(range(start, min(start + batch_size, len(batches)))))
-        device = next(model.parameters()).device
         hidden = model.last_prompt_hidden(batch["input_ids"].to(device), batch["attention_mask"].to(device),
                                           batch["features"], last_prompt_positions(batch["labels"]))
         for row, token in enumerate(batch["sample_tokens"]):
