@@ -4,7 +4,8 @@ Why: with ~280 train keyframes and ~120 optimizer steps, the tiny LLM's written 
 the kinematic prior in its prompt (docs/planning_experiments.md: 27-65 of 120 val answers are the
 prior, and the rest do not beat it), yet a small MLP fitted on the LLM's final hidden state at the
 last prompt token predicts the correction to that prior well enough to beat it (val ST-P3 L2
-0.56-0.59 m against the prior's 0.76 m, same checkpoints). The numbers are in the state; the
+0.54-0.56 m against the prior's 0.76 m and the same LLMs' written 0.77-0.82 m; docs/planning_experiments.md,
+"Plan head"). The numbers are in the state; the
 digit-by-digit cross-entropy just does not get them out in this data regime. A continuous action
 head over the LLM's hidden states, trained with an L1 loss, is OpenVLA-OFT's recipe for the same
 gap (tokenised vs regressed actions); here it is fitted after the LLM's steps, on frozen states.

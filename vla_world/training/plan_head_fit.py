@@ -6,7 +6,7 @@
 Why a phase of its own, after the LLM steps, not a loss term beside the LM loss: the head then
 learns from every train keyframe for `epochs` passes over features computed once (a few seconds),
 where a joint loss would see each keyframe ~4 times in the stage's 120 steps; a joint L1 term
-tried in the prototype left the head at the prior (docs/planning_experiments.md, "plan head").
+tried in a prototype left the head at the prior (docs/planning_experiments.md, "Plan head").
 
 The features are read from the stage's own batches (cached, oracle or online tokens alike), at each
 row's last prompt token (the position before its first label); rows without a target (no complete
