@@ -279,9 +279,11 @@ def _fake_inference(monkeypatch, tmp_path, mini_world, seen: list):
             raise ValueError(f"{checkpoint} was trained on oracle (ground-truth) tokens; pass --tokens oracle")
         return _Source("oracle (ground truth): defaults" if requested == "oracle" else f"token cache: {checkpoint}/{split}")
 
-    def predict_split(checkpoint, records, source, dataroot, decoding, batch_size=8):
+    def predict_split(checkpoint, records, source, dataroot, decoding, batch_size=8, guard=True, guard_choices=None):
         assert dataroot == str(mini_world)  # an online-trained planner reads its perception's images there
-        seen.append((checkpoint, source.label, decoding))
+        seen.append((checkpoint, source.label, decoding, guard))
+        if guard:  # the stub's guard replaces the second plan
+            guard_choices.update({r.sample_token: int(i == 1) for i, r in enumerate(records)})
         digits = [c for c in checkpoint if c.isdigit()]  # run<k>/last answers with a k-metre offset
         shift = float(digits[-1]) if digits and "run" in checkpoint else 0.0
         texts = {r.sample_token: format_trajectory(r.ego_future + np.array([shift, 0.0])) for r in records}
@@ -311,10 +313,11 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
     assert saved.meta["checkpoint"] == str(tmp_path / "vla_tiny") and saved.meta["token_source"] == seen[0][1]
     assert data["runs"][0]["token_source"] == f"token cache: {tmp_path / 'vla_tiny'}/val"  # the checkpoint's own source
     assert seen[0][2] == "auto"  # the default: the plan head where the checkpoint has one, else constrained
-    assert saved.meta["decoding"] == data["runs"][0]["decoding"] == "constrained"  # what auto resolved to
+    guarded = f"constrained + collision guard (1 of {len(saved.tokens)} plans replaced)"  # the guard is on by default
+    assert seen[0][3] and saved.meta["decoding"] == data["runs"][0]["decoding"] == guarded  # what auto resolved to
     for page in ((out / "report.md").read_text(), (tmp_path / "results.md").read_text()):
         assert f"`{tmp_path / 'vla_tiny'}`" in page and "token cache: " in page and "Split: `val`" in page
-        assert "decoding: constrained" in page
+        assert f"decoding: {guarded}" in page
     # a hand-written ablation section after the marker survives the page's regeneration; the tables do not pile up
     from planning.report import ABLATIONS_MARKER
 
@@ -329,11 +332,13 @@ def test_eval_tool_checkpoint_hook(mini_world, tmp_path, monkeypatch):
 def test_eval_tool_decoding_flag(mini_world, tmp_path, monkeypatch):
     seen = []
     _fake_inference(monkeypatch, tmp_path, mini_world, seen)
-    assert _run("--dataroot", mini_world, "--checkpoint", tmp_path / "vla_tiny", "--decoding", "greedy",
+    assert _run("--dataroot", mini_world, "--checkpoint", tmp_path / "vla_tiny", "--decoding", "greedy", "--no-guard",
                 "--out", tmp_path / "e", "--conventions", "uniad") == 0
-    assert seen[-1][2] == "greedy" and "decoding: greedy" in (tmp_path / "e" / "report.md").read_text()
+    assert seen[-1][2:] == ("greedy", False) and "decoding: greedy\n" in (tmp_path / "e" / "report.md").read_text()
     with pytest.raises(SystemExit, match="give --checkpoint"):
         _run("--dataroot", mini_world, "--pred", "x.json", "--decoding", "greedy", "--out", tmp_path / "e2")
+    with pytest.raises(SystemExit, match="give --checkpoint"):
+        _run("--dataroot", mini_world, "--pred", "x.json", "--no-guard", "--out", tmp_path / "e2")
 
 
 def test_eval_tool_oracle_tokens_only_by_name(mini_world, tmp_path, monkeypatch):

@@ -12,22 +12,28 @@ import pytest
 import torch
 from model_helpers import fake_tokens, small_model, small_records
 
+from planning.collision_guard import forecast_occupancy
 from planning.kinematic import ctra_prior
+from planning.metrics import box_collisions
 from vla_world.checkpoint import save_checkpoint
 from vla_world.config import ConfigError, config_from_dict
 from vla_world.data.planner_input import planner_input
+from vla_world.data.records import DETECTION_CLASSES
 from vla_world.inference import (
     Planner,
     checkpoint_decoding,
     head_text,
+    perceived_agents,
     predict_split,
     resolve_decoding,
     to_plan_result,
 )
 from vla_world.model.plan_head import (
+    EGO_STATE_INPUTS,
     PlanHead,
     PlanHeadConfig,
     PlanHeadSpec,
+    ego_state_rows,
     fit_plan_head,
 )
 from vla_world.model.sequence import PLANNING_QUESTION
@@ -41,6 +47,7 @@ from vla_world.training.data import (
 )
 from vla_world.training.model_setup import start_model
 from vla_world.training.plan_head_fit import (
+    ego_states,
     fit_stage_plan_head,
     head_features,
     last_prompt_positions,
@@ -99,11 +106,39 @@ def test_constant_feature_columns_do_not_divide_by_zero():
     head = PlanHead(PlanHeadSpec(2, 8, 1))
     fit_plan_head(head, features, torch.zeros(8, 6, 2), replace(FAST, epochs=2), seed=0)
     assert torch.isfinite(head(features)).all()
+    assert float(head.std[0]) == 1.0  # unit scale: a scene's first keyframe (mask 0 where train is all 1) stays O(1)
+    assert abs(float(head.standardised(torch.tensor([[0.0, 3.5]]))[0, 0])) == 1.0
+
+
+def test_principal_components_keep_what_varies():
+    """A head with state_components k reads the hidden state's top k principal directions over the fit's rows: a
+    target carried by the one direction that varies is learnt through k = 1, and the buffers reload."""
+    g = torch.Generator().manual_seed(2)
+    direction = torch.nn.functional.normalize(torch.randn(8, generator=g), dim=0)
+    scale = torch.randn(64, 1, generator=g) * 3
+    states = 5 + scale * direction + 0.01 * torch.randn(64, 8, generator=g)
+    targets = (scale * torch.linspace(-1, 1, 12)).reshape(-1, 6, 2)
+    head = PlanHead(PlanHeadSpec(8, 32, 1, state_components=1))
+    history = fit_plan_head(head, states, targets, FAST, seed=0)
+    assert history[-1] < 0.1 * history[0]
+    assert abs(float(head.components[:, 0] @ direction)) > 0.99  # the direction that varies, up to sign
+    again = PlanHead(PlanHeadSpec(8, 32, 1, state_components=1))
+    again.load_state_dict(head.state_dict())
+    torch.testing.assert_close(again(states), head(states))
+    with pytest.raises(ValueError, match="state_components must be in 0..8"):
+        PlanHead(PlanHeadSpec(8, state_components=9))
+    few = PlanHead(PlanHeadSpec(8, 32, 1, state_components=4))  # 3 keyframes have 3 directions at most
+    fit_plan_head(few, states[:3], targets[:3], replace(FAST, epochs=2), seed=0)
+    assert torch.count_nonzero(few.components.abs().sum(0)) == 3 and torch.isfinite(few(states)).all()
 
 
 def test_bad_fit_input_and_config_are_refused():
     with pytest.raises(ValueError, match="3 feature rows but 2 targets"):
         fit_plan_head(PlanHead(PlanHeadSpec(4)), torch.zeros(3, 4), torch.zeros(2, 6, 2), FAST)
+    with pytest.raises(ValueError, match="5 input columns, the head reads 4"):
+        fit_plan_head(PlanHead(PlanHeadSpec(4)), torch.zeros(3, 5), torch.zeros(3, 6, 2), FAST)
+    with pytest.raises(ConfigError, match="state_components must be >= 0"):
+        config_from_dict(StageConfig, {"stage": "planning", "model": {"plan_head": {"state_components": -1}}}, "x.yaml")
     with pytest.raises(ConfigError, match="epochs and batch_size must be >= 1"):
         config_from_dict(StageConfig, {"stage": "planning", "model": {"plan_head": {"epochs": 0}}}, "x.yaml")
     with pytest.raises(ConfigError, match="plan head replaces the trajectory of a plain answer"):
@@ -171,7 +206,8 @@ def test_stage_fit_then_checkpoint_then_planner(setup, tmp_path):
     assert features.shape == (3, model.base_llm.config.hidden_size) and skipped == 0
     folder = save_model(model, tmp_path / "ck")
     assert json.loads((folder / "vla.json").read_text())["plan_head"] == {"width": 32, "hidden": 16, "layers": 1,
-                                                                             "members": 1}
+                                                                             "members": 1, "ego_inputs": 0,
+                                                                             "state_components": 0}
     loaded = VLAModel.from_folder(folder).eval()
     planner = Planner(loaded)
     assert planner.decoding == "head" and Planner(loaded, decoding="constrained").decoding == "constrained"
@@ -188,6 +224,69 @@ def test_stage_fit_then_checkpoint_then_planner(setup, tmp_path):
     assert checkpoint_decoding(folder) == "head"
     texts = predict_split(folder, records, tokens=tokens, progress=False)
     assert all(to_plan_result(t).parse_error is None for t in texts.values())  # absolute, self-contained
+    check_the_guard(folder, loaded, records, tokens)
+
+
+def check_the_guard(folder, model: VLAModel, records, tokens) -> None:
+    """A stopped car on the fastest sample's decoded end point: the guard replaces that plan with a free one,
+    keeps every plan it has no conflict for, and the Planner API agrees with predict_split."""
+    free = predict_split(folder, records, tokens=tokens, progress=False, guard=False)
+    fast = records[2]  # 8 m/s: its slower candidates end far short of the car
+    end = to_plan_result(free[fast.sample_token]).trajectory[-1]
+    boxes = tokens[fast.sample_token].agent_boxes.clone()
+    boxes[0] = torch.tensor([end[0], end[1], 0.0, 1.9, 4.5, 1.6, np.pi / 2])
+    classes = tokens[fast.sample_token].agent_classes.clone()
+    classes[0] = DETECTION_CLASSES.index("car")
+    blocked = {**tokens, fast.sample_token: replace(tokens[fast.sample_token], agent_boxes=boxes, agent_classes=classes)}
+    choices: dict[str, int] = {}
+    guarded = predict_split(folder, records, tokens=blocked, progress=False, guard_choices=choices)
+    assert set(choices) == {r.sample_token for r in records} and choices[fast.sample_token] > 0
+    plan = to_plan_result(guarded[fast.sample_token]).trajectory
+    occupancy = forecast_occupancy(perceived_agents(blocked[fast.sample_token]))
+    assert not box_collisions(plan[None], occupancy[None], "uniad").any()
+    assert all(guarded[t] == free[t] for t, chosen in choices.items() if chosen == 0)
+    result = Planner(model).plan(planner_input(fast), blocked[fast.sample_token])
+    assert result.guard_choice == choices[fast.sample_token]
+    np.testing.assert_allclose(result.trajectory, plan, atol=0.0051)
+    unguarded = Planner(model, guard=False).plan(planner_input(fast), blocked[fast.sample_token])
+    assert unguarded.guard_choice == 0
+    np.testing.assert_allclose(unguarded.trajectory, to_plan_result(free[fast.sample_token]).trajectory, atol=0.0051)
+
+
+def test_a_head_that_reads_the_ego_state(tmp_path):
+    """model.plan_head.ego_state: the head reads the hidden state and the prompt's 21 ego-state numbers, at fit
+    time (ego_states) and at inference (Planner, predict_split), and refuses to run without them."""
+    records = small_records()
+    model = small_model(records).eval()
+    model.prompt = replace(model.prompt, residual_answer=True)
+    model.set_plan_head(PlanHeadSpec(model.base_llm.config.hidden_size, 16, 1, ego_inputs=EGO_STATE_INPUTS), seed=0)
+    tokens = {r.sample_token: fake_tokens(r, seed=i) for i, r in enumerate(records)}
+    samples, _ = encode_examples(model.sequence_builder, planning_examples(records, residual=True), records, tokens,
+                                 1536)
+    batches, targets = EncodedBatches(samples, model.pad_id), plan_targets(records, residual=True)
+    with pytest.raises(ValueError, match="none was given for sample"):
+        fit_stage_plan_head(model, batches, targets, FAST, seed=0)
+    ego = ego_states(records)
+    assert len(ego_state_rows([planner_input(records[0])])[0]) == EGO_STATE_INPUTS
+    fit_stage_plan_head(model, batches, targets, FAST, seed=0, ego=ego)
+    features, _, _ = head_features(model, batches, targets, ego=ego)
+    width = model.base_llm.config.hidden_size
+    assert features.shape == (3, width + EGO_STATE_INPUTS)
+    torch.testing.assert_close(features[:, width:], torch.stack([ego[r.sample_token] for r in records]))
+    with pytest.raises(ValueError, match="needs \\(1, 21\\) ego-state rows"):
+        model.plan_from_head([samples[0].input_ids], [samples[0].features])
+    folder = save_model(model, tmp_path / "ck")
+    loaded = VLAModel.from_folder(folder).eval()
+    assert loaded.plan_head.spec.ego_inputs == EGO_STATE_INPUTS
+    texts = predict_split(folder, records, tokens=tokens, progress=False, guard=False)
+    with torch.no_grad():
+        expected = model.plan_head(features).numpy()
+    for r, plan in zip(records, expected):
+        prior = ctra_prior(planner_input(r))
+        np.testing.assert_allclose(to_plan_result(texts[r.sample_token]).trajectory, prior + plan, atol=0.0051)
+    single = Planner(loaded, guard=False).plan(planner_input(records[1]), tokens[records[1].sample_token])
+    np.testing.assert_allclose(single.trajectory, to_plan_result(texts[records[1].sample_token]).trajectory,
+                               atol=0.0051)
 
 
 def test_decoding_choice():

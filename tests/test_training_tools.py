@@ -99,7 +99,11 @@ def test_plan_tool_prints_parse_status(chain, capsys):
     out = capsys.readouterr().out
     assert f"sample {sample}" in out and "parse: " in out
     assert "perception tokens: oracle (ground truth)" in out  # the source is printed, never silent
-    assert "decoding: head" in out  # the checkpoint fitted a plan head, so that is what answers
+    assert "decoding: head + collision guard" in out  # the fitted plan head answers; the guard checks its plan
+    assert load_tool("plan").main(["--checkpoint", str(ckpt / "planning" / "last"), "--dataroot", str(world),
+                                   "--sample", sample, "--tokens", "oracle", "--no-guard"]) == 0
+    out = capsys.readouterr().out
+    assert "decoding: head\n" in out and "collision guard" not in out
 
 
 

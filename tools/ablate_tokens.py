@@ -192,7 +192,9 @@ def evaluation_steps(a: argparse.Namespace) -> list[Step]:
         step = Step(f"eval-{arm.source}", tool(
             "eval_planning.py", "--dataroot", a.data, "--split", REPORT_SPLIT, "--checkpoint",
             *[str(checkpoint(a, arm, "planning", s)) for s in a.seeds], "--checkpoint-name", arm.row,
-            "--tokens", test, "--no-pdms", "--quiet", "--out", str(out / f"eval-{arm.source}")))
+            # --no-guard: the ablation measures what the tokens give the LLM; a guard reading the oracle arm's
+            # ground-truth boxes would score the labels, not the tokens
+            "--tokens", test, "--no-guard", "--no-pdms", "--quiet", "--out", str(out / f"eval-{arm.source}")))
         step.keep_if = out / f"eval-{arm.source}" / "metrics.json"
         steps.append(step)
         smoke = ("--max-examples", "4", "--no-meteor") if a.smoke else ("--max-examples", str(a.qa_examples))

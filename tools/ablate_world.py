@@ -126,7 +126,8 @@ def finished(folder: Path, max_steps: int | None) -> bool:
 def eval_command(args: argparse.Namespace, arm: Arm, seed: int) -> list[str]:
     cmd = [sys.executable, str(ROOT / "tools/eval_planning.py"), "--checkpoint", str(run_folder(args, arm, seed) / "last"),
            "--checkpoint-name", arm.name, "--dataroot", args.dataroot, "--split", args.split,
-           "--conventions", "stp3", "uniad", "--no-pdms", "--quiet", "--out", str(eval_folder(args, arm, seed)),
+           # --no-guard: the ablation measures the LLM's answers, not the collision guard on top of them
+           "--conventions", "stp3", "uniad", "--no-guard", "--no-pdms", "--quiet", "--out", str(eval_folder(args, arm, seed)),
            "--batch-size", str(args.eval_batch_size)]
     tokens = ORACLE if args.token_cache == ORACLE else args.tokens
     return cmd + ([] if tokens is None else ["--tokens", tokens])

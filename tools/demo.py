@@ -252,8 +252,9 @@ def results_note(a: argparse.Namespace) -> str:
             "a setting (val was). Learned rows are mean ± sample std over their seeds: Ego-MLP seeds "
             f"{' '.join(map(str, EGO_MLP_SEEDS))}; VLA-tiny planning-stage seeds {seeds}, each trained from the same "
             "align → instruct → motion → world chain (seed 0), so the spread is the planning stage's alone. VLA-tiny "
-            "answers with its plan head (an MLP ensemble on the LLM's hidden state, written out by the codec; "
-            "docs/model.md \"Plan head\"); GRPO trains the written answer, so its row is decoded template-constrained "
+            "answers with its plan head (an MLP ensemble on the top principal components of the LLM's hidden state and "
+            "the prompt's ego state, written out by the codec; docs/model.md \"Plan head\") and every VLA-tiny plan "
+            "passes the collision guard on the perceived agents (docs/model.md \"Collision guard\"); GRPO trains the written answer, so its row is decoded template-constrained "
             "(docs/model.md); failed answers score as docs/evaluation.md says.")
 
 

@@ -12,7 +12,8 @@ exactly the input it gets in open loop, while the other vehicles and pedestrians
   Stand still        always plans to stay where it is (a sanity row: no progress, no fault)
   VLA-tiny           with --checkpoint: the VLA planner, its perception online on the cameras and LiDAR
                      rendered at every simulated pose (--perception: default the checkpoint's own
-                     fine-tuned perception, else checkpoints/perception/last, the token cache's source)
+                     fine-tuned perception, else checkpoints/perception/last, the token cache's source);
+                     its plans pass the collision guard on that perception (--no-guard: as decoded)
 
 Metrics per episode and their mean over episodes (planning/closed_loop.py, docs/closed_loop.md):
 at-fault and other collisions, off-road seconds, red-light violations, progress, route completion,
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", default="auto", choices=("auto", "head", "constrained", "greedy"),
                    help="how the VLA answers (vla_world.inference): auto (default) = its plan head where the "
                         "checkpoint fitted one, else constrained; constrained = its written answer")
+    p.add_argument("--no-guard", action="store_true",
+                   help="drive the VLA's plans as decoded, without the collision guard (by default a plan that runs "
+                        "into a perceived agent is replaced by the CTRA prior or by the same path driven slower)")
     p.add_argument("--perception", default=None,
                    help="perception checkpoint for --checkpoint (default: <checkpoint>/perception when it was trained "
                         "online, else checkpoints/perception/last)")
@@ -126,7 +130,8 @@ class VlaPlanner:
 
     sees = True
 
-    def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed, decoding: str = "auto"):
+    def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed, decoding: str = "auto",
+                 guard: bool = True):
         from perception.inputs import ImageCache
         from perception.train import load_perception_model
         from vla_world.inference import Planner as LlmPlanner
@@ -136,14 +141,16 @@ class VlaPlanner:
         self.perception, self.cfg = load_perception_model(folder)
         self.perception_source = str(folder)
         self.images = ImageCache(sensors.folder, self.cfg.model.image_size)
-        self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1, decoding=decoding)
+        self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1, decoding=decoding, guard=guard)
         self.failures = 0
+        self.guarded = 0  # plans the collision guard replaced
 
     def __call__(self, inp):
         from perception.inference import model_tokens
 
         tokens = model_tokens(self.perception, [record_of(inp)], self.images, self.cfg, progress=False)
         result = self.planner.plan(inp, tokens[inp.sample_token])
+        self.guarded += result.guard_choice > 0
         if result.trajectory is None:
             self.failures += 1
             return np.zeros((6, 2))
@@ -228,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     planners = load_planners(args.planners, Path(args.baselines), log)
     sensors = SensorFeed(Path(args.out) / "sensors")
     if args.checkpoint:
-        vla = VlaPlanner(args.checkpoint, args.perception, sensors, args.decoding)
+        vla = VlaPlanner(args.checkpoint, args.perception, sensors, args.decoding, guard=not args.no_guard)
         planners[args.checkpoint_name] = vla
-        log(f"{args.checkpoint_name}: {args.checkpoint}, perception online from {vla.perception_source}")
+        log(f"{args.checkpoint_name}: {args.checkpoint}, perception online from {vla.perception_source}, decoding "
+            f"{vla.planner.decoding}" + ("" if args.no_guard else " + collision guard"))
     start = time.perf_counter()
     results = evaluate(planners, args.seeds, args.episodes, args.duration, progress=not args.quiet, sensors=sensors)
     seconds = time.perf_counter() - start
@@ -247,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.video:
         write_videos(planners, args.seeds[0], args.video, args.duration, out, sensors)
     log(table)
+    if args.checkpoint and not args.no_guard:
+        log(f"{args.checkpoint_name}: the collision guard replaced {vla.guarded} plans")
     if args.checkpoint and vla.failures:
         log(f"{args.checkpoint_name}: {vla.failures} answers did not parse; the ego was told to stand still there")
     runs = sum(len(r) for per in results.values() for r in per.values())

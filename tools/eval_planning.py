@@ -20,6 +20,9 @@ within the bound, so their Failed count is 0 by construction); --decoding picks 
 provenance line says which. A checkpoint trained with the structured answer (data.answer.structured)
 is decoded block by block and scored on the trajectory inside its <answer> block, in the same
 table as plain answers; its provenance line counts the answers whose blocks are malformed.
+Every --checkpoint plan then passes the collision guard (vla_world.inference, planning.collision_guard):
+a plan that runs into a perceived agent is replaced by the CTRA prior or by the same path driven slower;
+the provenance line says how many were replaced; --no-guard scores the model's plans as decoded.
 
 Writes report.md, metrics.json and metrics.csv under --out and prints the tables; --results-md
 docs/results.md also writes the project's headline results page. Every output records the split,
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "head, else constrained), head (the trajectory from the plan head on the LLM's hidden state, "
                         "written by the codec), constrained (the model writes only the numbers of the trajectory "
                         "template) or greedy (free text, may fail to parse)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="score --checkpoint plans as decoded, without the collision guard (by default a plan that runs "
+                        "into a perceived agent is replaced by the CTRA prior or by the same path driven slower)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="--checkpoint answers decoded at once (default 8; batched decoding gives the same answers "
                         "as one at a time, larger batches are faster on CPU for long structured answers)")
@@ -163,7 +169,7 @@ def answer_files(checkpoints: list[str], out: Path) -> list[Path]:
 
 def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: str | None, out: Path,
                     dataroot: str, decoding: str = DECODINGS[0], version: str | None = None,
-                    batch_size: int = 8) -> list[Predictions]:
+                    batch_size: int = 8, guard: bool = True) -> list[Predictions]:
     """Run each checkpoint on `records` through vla_world.inference; keep its raw text and provenance."""
     try:
         from vla_world.inference import (
@@ -180,18 +186,27 @@ def checkpoint_runs(checkpoints: list[str], records: list, split: str, tokens: s
         try:  # never oracle silently: the checkpoint's own source, or what --tokens names
             check_planner_checkpoint(checkpoint, "eval_planning --checkpoint")
             source = resolve_token_source(checkpoint, split, tokens)
+            choices: dict[str, int] = {}
             texts = predict_split(checkpoint, records, source=source, dataroot=dataroot,  # dataroot: online perception
-                                  decoding=decoding, batch_size=batch_size)
+                                  decoding=decoding, batch_size=batch_size, guard=guard, guard_choices=choices)
         except (ValueError, FileNotFoundError) as exc:  # CheckpointError, DataMismatchError are ValueErrors
             raise SystemExit(f"--checkpoint {checkpoint}: {exc}") from exc
         meta = {"checkpoint": str(checkpoint), "token_source": source.label, "seed": checkpoint_seed(checkpoint),
-                "split": split, "decoding": checkpoint_decoding(checkpoint, decoding) + answer_form(texts.values()),
+                "split": split, "decoding": checkpoint_decoding(checkpoint, decoding) + guard_note(guard, choices)
+                + answer_form(texts.values()),
                  **data_identity(dataroot, version)}
         save_predictions(save_to, {}, texts=texts, meta=meta)  # re-scorable later with --pred, no second inference
         preds = predictions_from_texts(texts, meta=meta)
         preds.source = str(save_to)
         runs.append(preds)
     return runs
+
+
+def guard_note(guard: bool, choices: dict[str, int]) -> str:
+    """" + collision guard (k of n plans replaced)" for a guarded run, "" otherwise (its provenance line)."""
+    if not guard:
+        return ""
+    return f" + collision guard ({sum(c > 0 for c in choices.values())} of {len(choices)} plans replaced)"
 
 
 def answer_form(texts) -> str:
@@ -238,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("nothing to evaluate: give --pred FILE..., --checkpoint DIR... or --with-gt")
     if args.decoding != DECODINGS[0] and not args.checkpoint:
         raise SystemExit("--decoding picks how --checkpoint answers are decoded; give --checkpoint DIR too")
+    if args.no_guard and not args.checkpoint:
+        raise SystemExit("--no-guard applies to --checkpoint runs; give --checkpoint DIR too")
     if args.tokens and not args.checkpoint:
         raise SystemExit("--tokens picks the perception tokens of --checkpoint runs; give --checkpoint DIR too")
     try:  # read the (fast) prediction files first, so a typo fails before records are built
@@ -252,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     check_prediction_worlds(methods, args.dataroot, args.version)
     if args.checkpoint:
         methods[name] = checkpoint_runs(args.checkpoint, records, args.split, args.tokens, Path(args.out), args.dataroot,
-                                        args.decoding, args.version, args.batch_size)
+                                        args.decoding, args.version, args.batch_size, not args.no_guard)
     targets = [planning_targets(r) for r in records]  # scores read labels only
     try:
         result = evaluate_methods(targets, methods, tuple(args.conventions), allow_missing=args.allow_missing,

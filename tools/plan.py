@@ -10,7 +10,9 @@ perception, its own fine-tuned perception on the --dataroot images) unless --tok
 another (a cache file, or `oracle` for ground-truth tokens); the first lines printed say which, and
 how answers are decoded: from the plan head where the checkpoint fitted one (its 12 numbers written
 as the answer by the codec), else template-constrained (every answer parses to 6 waypoints;
-vla_world.constrained); --decoding picks constrained, head or free greedy decoding.
+vla_world.constrained); --decoding picks constrained, head or free greedy decoding. Each plan then
+passes the collision guard (planning.collision_guard): one that runs into a perceived agent is
+replaced by the CTRA prior or by the same path driven slower, and the print says so; --no-guard skips it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): head if the checkpoint fitted a plan head, else constrained; head: the "
                         "trajectory from the plan head; constrained: the model writes only the numbers of the "
                         "trajectory template; greedy: free greedy decoding, which may not parse")
+    p.add_argument("--no-guard", action="store_true",
+                   help="print the plans as decoded, without the collision guard")
     p.add_argument("--no-cache", action="store_true",
                    help="with --decoding greedy: decode without the KV cache (slow; for comparison)")
     return p
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--no-cache applies to --decoding greedy (constrained decoding always uses the KV cache)")
     import torch
 
+    from planning.collision_guard import guard_candidate_name
     from vla_world.data import load_records
     from vla_world.data.planner_input import planner_input
     from vla_world.inference import (
@@ -52,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         check_planner_checkpoint,
         load_source_tokens,
         resolve_token_source,
-        to_plan_result,
     )
-    from vla_world.model.sequence import PLANNING_QUESTION
 
     torch.set_num_threads(1)
     records = load_records(args.dataroot, version=args.version, split=args.split, progress=False)
@@ -67,18 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         source = resolve_token_source(args.checkpoint, args.split, args.tokens)
         print(f"perception tokens: {source.label}")
         tokens = load_source_tokens(source, args.checkpoint, chosen, args.dataroot)
-        planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding)
-        print(f"decoding: {planner.decoding}")
+        planner = Planner.from_checkpoint(args.checkpoint, use_cache=not args.no_cache, decoding=args.decoding,
+                                          guard=not args.no_guard)
+        print(f"decoding: {planner.decoding}" + ("" if args.no_guard else " + collision guard"))
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DataMismatchError: one line, no traceback
         raise SystemExit(str(exc)) from exc
-    builder = planner.model.sequence_builder
-    inputs = [planner_input(r) for r in chosen]
-    prompts = [builder.encode(inp, tokens[inp.sample_token], PLANNING_QUESTION) for inp in inputs]
-    priors = [planner.answer_prior(inp) for inp in inputs]  # residual answers correct their prompt's prior
-    for record, text, prior in zip(chosen, planner.plan_texts(prompts, priors=priors), priors):
-        result = to_plan_result(text, prior)
+    for record in chosen:
+        inp = planner_input(record)
+        result = planner.plan(inp, tokens[inp.sample_token])
         print(f"== {record.scene_name} frame {record.frame_index} sample {record.sample_token}")
         print(f"text: {result.text}")
+        if result.guard_choice:
+            print(f"collision guard: the decoded plan runs into a perceived agent; answered with candidate "
+                  f"{result.guard_choice} ({guard_candidate_name(result.guard_choice)})")
         if result.trajectory is None:
             print(f"parse: FAILED ({result.parse_error})")
         else:

@@ -21,10 +21,17 @@ within the plausibility bound); a checkpoint trained with the structured answer
 (`vla_world.constrained_structured`), so its blocks parse too; `decoding="greedy"` keeps free greedy decoding with the KV cache
 (`generate` from `inputs_embeds` returns only the new tokens), as do answers to questions. Trajectories are in the current LiDAR frame (x right, y forward), metres, t = 0.5..3 s.
 A malformed answer never raises: `PlanResult.parse_error` says what was wrong.
+
+Every decoded plan then passes the collision guard (`planning.collision_guard`, on by default, `guard=False`
+to skip): a plan that runs into a perceived agent (its decoded box moved at its decoded velocity) is
+replaced by the prompt's CTRA prior, or by the same path driven slower, whichever perception finds free
+first. The guard reads only the perception output the planner is handed, never labels;
+`PlanResult.guard_choice` and `predict_split(..., guard_choices=)` say which plans it replaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,7 @@ from tqdm import tqdm
 
 from perception.tokens import PerceptionTokens, load_tokens_for
 from planning.codec import ANSWER_END, ANSWER_START, format_trajectory, parse_trajectory
+from planning.collision_guard import PerceivedAgents, guard_plan
 from planning.kinematic import ctra_prior
 from planning.structured import parse_answer
 from vla_world.checkpoint import check_stage, read_state
@@ -44,6 +52,7 @@ from vla_world.constrained import constrained_generate_ids
 from vla_world.constrained_structured import structured_generate_ids
 from vla_world.data.planner_input import PlannerInput, planner_input
 from vla_world.data.records import SampleRecord
+from vla_world.model.plan_head import ego_state_rows
 from vla_world.model.sequence import PLANNING_QUESTION, EncodedSample, FocusNotDetected
 from vla_world.model.vla import VLAModel, read_vla_meta
 from vla_world.training.config import DataConfig
@@ -63,6 +72,7 @@ class PlanResult:
     trajectory: np.ndarray | None  # (6, 2) metres, LiDAR frame; None when the text did not parse
     text: str  # the model's raw answer
     parse_error: str | None  # why `trajectory` is None
+    guard_choice: int = 0  # 0: the model's own plan; k > 0: the collision guard's candidate k replaced it
 
 
 def resolve_decoding(decoding: str, has_plan_head: bool) -> str:
@@ -95,10 +105,12 @@ class Planner:
     """Planning with a trained VLA model: plan head (default where fitted), template-constrained (default
     otherwise) or greedy; batched, with the KV cache."""
 
-    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True, decoding: str = AUTO):
+    def __init__(self, model: VLAModel, batch_size: int = 8, use_cache: bool = True, decoding: str = AUTO,
+                 guard: bool = True):
         self.model = model.eval()
         self.batch_size = batch_size
         self.use_cache = use_cache
+        self.guard = guard  # the collision guard on every decoded plan (module doc)
         self.decoding = check_decoding(resolve_decoding(decoding, model.plan_head is not None), use_cache)
 
     @classmethod
@@ -109,19 +121,27 @@ class Planner:
 
     def plan(self, inp: PlannerInput, tokens: PerceptionTokens) -> PlanResult:
         prior = self.answer_prior(inp)
-        text = self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)], priors=[prior])[0]
-        return to_plan_result(text, prior)
+        text = self.plan_texts([self.model.sequence_builder.encode(inp, tokens, PLANNING_QUESTION)], priors=[prior],
+                               inputs=[inp])[0]
+        result = to_plan_result(text, prior)
+        if not self.guard or result.trajectory is None:
+            return result
+        plan, chosen = guard_plan(result.trajectory, ctra_prior(inp), perceived_agents(tokens))
+        if chosen == 0:
+            return result
+        return dataclasses.replace(to_plan_result(with_trajectory(text, plan, prior), prior), guard_choice=chosen)
 
     def answer_prior(self, inp: PlannerInput) -> np.ndarray | None:
         """The prior a residual answer corrects (the prompt's CTRA rollout), or None for absolute answers."""
         return ctra_prior(inp) if self.model.prompt.residual_answer else None
 
     def plan_texts(self, prompts: list[EncodedSample], progress: bool = False,
-                   priors: list[np.ndarray | None] | None = None) -> list[str]:
+                   priors: list[np.ndarray | None] | None = None, inputs: list[PlannerInput] | None = None) -> list[str]:
         """Planning answer texts for prompt-only samples, in order, decoded as `self.decoding` says
-        (`priors`: each prompt's `answer_prior`, needed by residual answers)."""
+        (`priors`: each prompt's `answer_prior`, needed by residual answers; `inputs`: each prompt's planner
+        input, needed by a plan head that reads the ego state)."""
         if self.decoding == HEAD:
-            return self.head_texts(prompts, progress, priors)
+            return self.head_texts(prompts, progress, priors, inputs)
         structured = bool(self.model.prompt.answer_blocks)  # the checkpoint's answer form decides
         if self.decoding == GREEDY:
             return self.generate(prompts, STRUCTURED_MAX_NEW_TOKENS if structured else PLAN_MAX_NEW_TOKENS, progress)
@@ -134,13 +154,18 @@ class Planner:
         return texts
 
     def head_texts(self, prompts: list[EncodedSample], progress: bool = False,
-                   priors: list[np.ndarray | None] | None = None) -> list[str]:
+                   priors: list[np.ndarray | None] | None = None, inputs: list[PlannerInput] | None = None) -> list[str]:
         """Answers written by the codec from the plan head's output: one forward pass per batch, no decoding."""
         if self.model.prompt.residual_answer and (priors is None or any(p is None for p in priors)):
             raise ValueError("plan head of a residual planner: pass each prompt's prior (Planner.answer_prior)")
+        reads_ego = bool(self.model.plan_head is not None and self.model.plan_head.spec.ego_inputs)
+        if reads_ego and (inputs is None or len(inputs) != len(prompts)):
+            raise ValueError("plan head that reads the ego state (model.plan_head.ego_state): pass each prompt's "
+                             "planner input (inputs=)")
         texts = []
         for start, chunk in zip(range(0, len(prompts), self.batch_size), self._chunks(prompts, progress, "plan head")):
-            plans = self.model.plan_from_head([s.input_ids for s in chunk], [s.features for s in chunk])
+            ego = ego_state_rows(inputs[start:start + len(chunk)]) if reads_ego else None
+            plans = self.model.plan_from_head([s.input_ids for s in chunk], [s.features for s in chunk], ego)
             rows = [None] * len(chunk) if priors is None else priors[start:start + len(chunk)]
             texts += [head_text(plan, prior) for plan, prior in zip(plans.cpu().numpy(), rows)]
         return texts
@@ -184,13 +209,37 @@ def absolute_text(text: str, prior: np.ndarray | None) -> str:
     parsed = parse_trajectory(text, prior)
     if not parsed.ok:
         return text
-    absolute = format_trajectory(parsed.waypoints)
+    return with_trajectory(text, parsed.waypoints)
+
+
+def with_trajectory(text: str, waypoints: np.ndarray, prior: np.ndarray | None = None) -> str:
+    """`text` with its trajectory replaced by `waypoints` ((6, 2) m): the codec's answer (residual to `prior`
+    when given, else absolute); a structured answer keeps its blocks, only the inside of `<answer>` changes."""
+    answer = format_trajectory(waypoints) if prior is None else format_trajectory(waypoints, prior=prior)
     if ANSWER_START not in text:
-        return absolute
-    # a structured answer keeps its blocks: only the inside of its one <answer> block is rewritten
+        return answer
     head, _, rest = text.partition(ANSWER_START)
     _, end, tail = rest.partition(ANSWER_END)
-    return f"{head}{ANSWER_START}{absolute}{end}{tail}"
+    return f"{head}{ANSWER_START}{answer}{end}{tail}"
+
+
+def perceived_agents(tokens: PerceptionTokens) -> PerceivedAgents:
+    """The collision guard's view of one keyframe's perception output: decoded boxes, classes and velocities
+    (a token cache written before velocities were stored gives none: its agents count as standing still)."""
+    boxes = tokens.agent_boxes.detach().cpu().double().numpy()
+    velocities = (np.zeros((len(boxes), 2)) if tokens.agent_velocities is None
+                  else tokens.agent_velocities.detach().cpu().double().numpy())
+    return PerceivedAgents(boxes, velocities, tokens.agent_classes.detach().cpu().numpy())
+
+
+def guard_text(text: str, inp: PlannerInput, tokens: PerceptionTokens) -> tuple[str, int]:
+    """An absolute answer after the collision guard, and the guard's choice (0: kept). An answer that does
+    not parse is returned as it is: it fails the same way, the guard never repairs a failure."""
+    parsed = parse_answer(text).trajectory
+    if not parsed.ok:
+        return text, 0
+    plan, chosen = guard_plan(parsed.waypoints, ctra_prior(inp), perceived_agents(tokens))
+    return (text, 0) if chosen == 0 else (with_trajectory(text, plan), chosen)
 
 
 def _tokens_for(record: SampleRecord, tokens: dict[str, PerceptionTokens]) -> PerceptionTokens:
@@ -307,7 +356,8 @@ def split_of(records: list[SampleRecord]) -> str:
 @torch.no_grad()
 def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: TokenSource | None = None,
                   batch_size: int = 8, progress: bool = True, dataroot: str | Path | None = None,
-                  tokens: dict[str, PerceptionTokens] | None = None, decoding: str = AUTO) -> dict[str, str]:
+                  tokens: dict[str, PerceptionTokens] | None = None, decoding: str = AUTO, guard: bool = True,
+                  guard_choices: dict[str, int] | None = None) -> dict[str, str]:
     """{sample_token: planner text} for every record (parse with planning.codec.parse_trajectory).
 
     A planner with residual answers answers in centimetres relative to its prompt's prior; its texts
@@ -316,6 +366,9 @@ def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: T
 
     `decoding`: "auto" (default: the plan head where the checkpoint has one, else "constrained"), "head",
     "constrained" (every answer is a 6-point template answer) or "greedy".
+
+    `guard`: the collision guard on every parsed plan (module doc); `guard_choices`, when given, is filled with
+    {sample_token: the guard's choice} (0: the model's plan kept).
 
     Tokens: `tokens` when given (the caller names their source), else from `source`, else the ones
     the checkpoint was trained with (`resolve_token_source`); `dataroot` is needed when that is online
@@ -329,8 +382,13 @@ def predict_split(checkpoint: str | Path, records: list[SampleRecord], source: T
     inputs = [planner_input(r) for r in records]
     prompts = [builder.encode(inp, _tokens_for(r, tokens), PLANNING_QUESTION) for inp, r in zip(inputs, records)]
     priors = [planner.answer_prior(inp) for inp in inputs]
-    texts = planner.plan_texts(prompts, progress, priors)
-    return {r.sample_token: absolute_text(t, p) for r, t, p in zip(records, texts, priors)}
+    texts = [absolute_text(t, p) for t, p in zip(planner.plan_texts(prompts, progress, priors, inputs), priors)]
+    if guard:
+        guarded = [guard_text(t, inp, _tokens_for(r, tokens)) for t, inp, r in zip(texts, inputs, records)]
+        texts = [t for t, _ in guarded]
+        if guard_choices is not None:
+            guard_choices.update({r.sample_token: c for r, (_, c) in zip(records, guarded)})
+    return {r.sample_token: t for r, t in zip(records, texts)}
 
 
 @torch.no_grad()

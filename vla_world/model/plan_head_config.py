@@ -21,6 +21,12 @@ class PlanHeadConfig:
     lr: float = 2e-3  # AdamW learning rate of the fit
     batch_size: int = 32  # keyframes per fit step
     weight_decay: float = 1e-4
+    # also read the prompt's ego state (planning.baselines.ego_features: past poses, velocity, acceleration,
+    # yaw rate, speed, command; 21 numbers) beside the hidden state, as planners with an ego-status input do
+    ego_state: bool = False
+    # read the hidden state through its top `state_components` principal directions over the train keyframes
+    # (0: the whole state); fewer inputs than keyframes keep the fit from memorising the LLM's state
+    state_components: int = 0
 
     def validate(self) -> None:
         if self.hidden < 1 or self.layers < 1 or self.members < 1:
@@ -32,3 +38,6 @@ class PlanHeadConfig:
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"model.plan_head: lr must be > 0 and weight_decay >= 0, got {self.lr} and "
                              f"{self.weight_decay}")
+        if self.state_components < 0:
+            raise ValueError(f"model.plan_head: state_components must be >= 0 (0: the whole hidden state), got "
+                             f"{self.state_components}")

@@ -325,9 +325,11 @@ class VLAModel(nn.Module):
         return out.last_hidden_state[torch.arange(len(positions)), positions.to(input_ids.device)]
 
     @torch.no_grad()
-    def plan_from_head(self, prompts: list[list[int]], features: list[Features]) -> torch.Tensor:
+    def plan_from_head(self, prompts: list[list[int]], features: list[Features],
+                       ego: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 6, 2) plan-head output for prompt-only ids (left-padded, one forward pass): corrections to
-        the prior for residual answers, waypoints for absolute ones; metres, LiDAR frame."""
+        the prior for residual answers, waypoints for absolute ones; metres, LiDAR frame. `ego`: the prompts'
+        (B, 21) ego states (`plan_head.ego_state_rows`), needed by a head that reads them."""
         if self.plan_head is None:
             raise ValueError("plan_from_head: this checkpoint has no plan head (model.plan_head.enabled was false "
                              "in its planning stage); decode with --decoding constrained")
@@ -339,7 +341,7 @@ class VLAModel(nn.Module):
         device = next(self.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
         hidden = self.last_prompt_hidden(ids, mask, features, torch.full((len(prompts),), ids.shape[1] - 1))
-        return self.plan_head(hidden)
+        return self.plan_head(self.plan_head.head_inputs(hidden, ego))
 
     @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], features: list[Features], max_new_tokens: int = 96,

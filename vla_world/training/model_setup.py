@@ -17,7 +17,7 @@ from perception.tokens import PerceptionTokens
 from vla_world.data.planner_input import planner_input
 from vla_world.data.records import SampleRecord
 from vla_world.model.llm import load_pretrained_llm
-from vla_world.model.plan_head import PlanHeadSpec
+from vla_world.model.plan_head import EGO_STATE_INPUTS, PlanHeadSpec
 from vla_world.model.sequence import (
     PLANNING_QUESTION,
     SYSTEM_PROMPT,
@@ -140,11 +140,19 @@ def apply_plan_head(model: VLAModel, cfg: StageConfig, spec: StageSpec, init: Pa
         model.set_plan_head(None)
         return
     head = cfg.model.plan_head
-    spec = PlanHeadSpec(model.base_llm.config.hidden_size, head.hidden, head.layers, head.members)
+    width = model.base_llm.config.hidden_size
+    if head.state_components > width:
+        raise ValueError(f"model.plan_head.state_components: {head.state_components} is more than the LLM's hidden "
+                         f"size {width}; use at most {width} (0: the whole state)")
+    spec = PlanHeadSpec(width, head.hidden, head.layers, head.members, EGO_STATE_INPUTS if head.ego_state else 0,
+                        head.state_components)
     model.set_plan_head(spec, seed=cfg.train.seed)
-    log.info("plan head: mean of %d %d-layer MLPs (width %d) on the last prompt token's hidden state, fitted after "
-             "the LLM steps on the frozen states (%d epochs each, L1, lr %.1e); target: %s", head.members, head.layers,
-             head.hidden, head.epochs, head.lr, "the correction to the CTRA prior (m)" if cfg.model.residual_answer else "the waypoints (m)")
+    state = f" (its top {head.state_components} principal components)" if head.state_components else ""
+    ego = " and the prompt's ego state (21 numbers)" if head.ego_state else ""
+    target = "the correction to the CTRA prior (m)" if cfg.model.residual_answer else "the waypoints (m)"
+    log.info("plan head: mean of %d %d-layer MLPs (width %d) on the last prompt token's hidden state%s%s, fitted "
+             "after the LLM steps on the frozen states (%d epochs each, L1, lr %.1e); target: %s", head.members,
+             head.layers, head.hidden, state, ego, head.epochs, head.lr, target)
 
 
 def set_trainable(model: VLAModel, spec: StageSpec) -> dict[str, tuple[int, int]]:

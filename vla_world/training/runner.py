@@ -84,7 +84,11 @@ from vla_world.training.online_perception import (
     OnlinePerception,
     perception_folder,
 )
-from vla_world.training.plan_head_fit import fit_stage_plan_head, plan_targets
+from vla_world.training.plan_head_fit import (
+    ego_states,
+    fit_stage_plan_head,
+    plan_targets,
+)
 from vla_world.training.stages import StageSpec, stage_spec
 
 log = logging.getLogger("vla_world.train")
@@ -134,6 +138,7 @@ class StageData:
     batches: EncodedBatches | OnlineBatches
     online: OnlinePerception | None = None
     plan_targets: dict[str, np.ndarray] | None = None  # the plan head's targets (vla_world.training.plan_head_fit)
+    plan_ego: dict[str, torch.Tensor] | None = None  # the ego states a head with model.plan_head.ego_state reads
 
 
 def perception_start(cfg: StageConfig, init: Path | None) -> Path:
@@ -203,10 +208,11 @@ def prepare_data(cfg: StageConfig, spec: StageSpec, args: Namespace, init: Path 
     log.info("%s: %d examples from %d records (%s tokens)", spec.name, len(samples), len(records),
              cfg.data.token_source)
     targets = plan_targets(records, cfg.model.residual_answer) if model.plan_head is not None else None
+    ego = ego_states(records) if model.plan_head is not None and model.plan_head.spec.ego_inputs else None
     if online is None:
-        return StageData(model, EncodedBatches(samples, model.pad_id), plan_targets=targets)
+        return StageData(model, EncodedBatches(samples, model.pad_id), plan_targets=targets, plan_ego=ego)
     return StageData(model, online_batches(model, online, examples, samples, records, cfg.data.max_length), online,
-                     targets)
+                     targets, ego)
 
 
 def world_stage_examples(cfg: StageConfig, records: list) -> tuple[list, VisualSpec]:
@@ -303,7 +309,7 @@ def _run_llm_stage(args: Namespace, cfg: StageConfig, accelerator: Accelerator, 
                                cfg.train.perception_loss_weight)
     log_parameter_counts(counts, bool(data.model.lora), status)
     trainer = StageTrainer(cfg, spec, data.model, data.batches, accelerator, out, data.online)
-    trainer.plan_targets = data.plan_targets
+    trainer.plan_targets, trainer.plan_ego = data.plan_targets, data.plan_ego
     trainer.data = data_identity(args.dataroot, args.version)
     if resume_dir is not None:
         check_data_identity(resume_dir, read_state(resume_dir).get("data"), args.dataroot, args.version,
@@ -339,6 +345,7 @@ class StageTrainer:
         self.data: dict = {}  # data_identity of the dataroot (run_llm_stage sets it): saved as the data reference
         self.code_ids = model.visual_ids.codes if model.visual is not None else None  # the loss's visual segment
         self.plan_targets: dict[str, np.ndarray] | None = None  # set: fit the plan head after the last step
+        self.plan_ego: dict[str, torch.Tensor] | None = None  # its ego-state inputs, where it reads them
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         batches = global_batches(len(self.batches), self.global_batch, self.cfg.train.seed, epoch)
@@ -428,7 +435,7 @@ class StageTrainer:
         self.check_ranks_agree()
         if self.plan_targets is not None:  # also at a --max-steps stop: the head matches the LLM it reads
             log.info(fit_stage_plan_head(self.model, self.batches, self.plan_targets, self.cfg.model.plan_head,
-                                         self.cfg.train.seed))
+                                         self.cfg.train.seed, self.plan_ego))
         return self.save()
 
     def save_due(self) -> bool:
