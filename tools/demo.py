@@ -254,8 +254,8 @@ def results_note(a: argparse.Namespace) -> str:
             "align → instruct → motion → world chain (seed 0), so the spread is the planning stage's alone. VLA-tiny "
             "answers with its plan head (an MLP ensemble on the top principal components of the LLM's hidden state and "
             "the prompt's ego state, written out by the codec; docs/model.md \"Plan head\") and every VLA-tiny plan "
-            "passes the collision guard on the perceived agents (docs/model.md \"Collision guard\"); GRPO trains the written answer, so its row is decoded template-constrained "
-            "(docs/model.md); failed answers score as docs/evaluation.md says.")
+            "passes the collision guard on the perceived agents (docs/model.md \"Collision guard\"); GRPO trains "
+            "the written answer, so its row is decoded template-constrained (docs/model.md); failed answers score as docs/evaluation.md says.")
 
 
 def evaluation_steps(a: argparse.Namespace, scale: Scale) -> list[Step]:

@@ -126,7 +126,8 @@ class Planner:
         result = to_plan_result(text, prior)
         if not self.guard or result.trajectory is None:
             return result
-        plan, chosen = guard_plan(result.trajectory, ctra_prior(inp), perceived_agents(tokens))
+        ctra = prior if prior is not None else ctra_prior(inp)  # a residual answer's prior is the CTRA rollout
+        plan, chosen = guard_plan(result.trajectory, ctra, perceived_agents(tokens))
         if chosen == 0:
             return result
         return dataclasses.replace(to_plan_result(with_trajectory(text, plan, prior), prior), guard_choice=chosen)

@@ -65,7 +65,7 @@ def head_features(model: VLAModel, batches, targets: dict[str, np.ndarray], batc
     (N, 6, 2) targets of the rows that have one, and how many rows had none."""
     was_training = model.training
     model.eval()
-    features, wanted, skipped = [], [], 0
+    states, tokens, skipped = [], [], 0
     device = next(model.parameters()).device
     for start in range(0, len(batches), batch_size):
         batch = batches.batch(list(range(start, min(start + batch_size, len(batches)))))
@@ -75,13 +75,14 @@ def head_features(model: VLAModel, batches, targets: dict[str, np.ndarray], batc
             if token not in targets:
                 skipped += 1
                 continue
-            ego_row = None if not model.plan_head.spec.ego_inputs else ego_of(ego, token)[None]
-            features.append(model.plan_head.head_inputs(hidden[row:row + 1].float().cpu(), ego_row)[0])
-            wanted.append(torch.from_numpy(targets[token]))
+            states.append(hidden[row].float().cpu())
+            tokens.append(token)
     model.train(was_training)
-    if not features:
+    if not states:
         raise ValueError("plan head: none of the stage's sequences has a complete future to fit on")
-    return torch.stack(features), torch.stack(wanted), skipped
+    ego_rows = torch.stack([ego_of(ego, t) for t in tokens]) if model.plan_head.spec.ego_inputs else None
+    wanted = torch.stack([torch.from_numpy(targets[t]) for t in tokens])
+    return model.plan_head.head_inputs(torch.stack(states), ego_rows), wanted, skipped
 
 
 def ego_of(ego: dict[str, torch.Tensor] | None, token: str) -> torch.Tensor:
