@@ -26,6 +26,8 @@ class GridConfig:
     heights: tuple[float, ...] = (-1.6, -0.9, -0.2)  # z (m, LiDAR frame; ground ~ -1.84 m) of pillar points projected into cameras
     ground_height: float | None = None  # z (m): also sample the cameras at this one height and add it as BEV channels, so
     # road markings are not averaged with the features of points above them (for the map head); None: off
+    heights_from_ground: bool = False  # heights (and ground_height) are metres above the ground plane from the pose,
+    # not LiDAR z: the nuScenes LiDAR is tilted by ~1 degree, so LiDAR z = -1.84 m is 0.2 m off the road 10 m away
 
     def validate(self) -> None:
         if self.x_half <= 0 or self.y_half <= 0:
@@ -57,6 +59,9 @@ class BevModelConfig:
     # segmentation vectorised into polylines (perception/map_raster.py); "detr" is the default so older checkpoints load
     map_raster_scale: int = 2  # raster head: map raster cells per BEV cell side (2 at tiny size: 0.5 m cells)
     map_raster_thickness: int = 1  # raster head: width (map raster cells) of the drawn target lines; wider is easier to learn
+    ground_view_scale: int = 0  # > 0: resample the camera images onto the ground plane at this many cells per BEV cell side
+    # (perception/ground_view.py; 4 at tiny size: 0.25 m) for the raster map head and the BEV encoder; 0: off
+    ground_image_size: tuple[int, int] = (256, 144)  # (width, height) the images are resized to for the ground view
 
     def validate(self) -> None:
         if self.token_dim % self.decoder_heads:
@@ -71,6 +76,11 @@ class BevModelConfig:
             raise ValueError(f"map_raster_thickness={self.map_raster_thickness}: must be >= 1 raster cell")
         if self.map_raster_scale < 1:
             raise ValueError(f"map_raster_scale={self.map_raster_scale}: must be >= 1 (1 = the BEV grid itself)")
+        if self.ground_view_scale < 0:
+            raise ValueError(f"ground_view_scale={self.ground_view_scale}: use 0 (off) or cells per BEV cell side, e.g. 4")
+        if self.ground_view_scale and self.ground_view_scale % self.map_raster_scale:
+            raise ValueError(f"ground_view_scale={self.ground_view_scale} must be a multiple of map_raster_scale="
+                             f"{self.map_raster_scale} (the map head strides from the one to the other)")
 
 
 @dataclass
@@ -118,6 +128,8 @@ class InferenceConfig:
     map_raster_ridge: int = 3  # raster map head: keep only row/column maxima within +-this many cells (0: off; map_vectorise.py)
     map_raster_min_cells: int = 4  # raster map head: smaller pieces of a class mask are noise
     map_raster_close: int = 0  # raster map head: binary closing iterations that bridge gaps before vectorising
+    map_raster_crest: bool = False  # raster map head: thin line masks to the crest of their distance transform first
+    map_raster_peel: float = 1.5  # raster map head: cells near a traced line that belong to it (the rest is traced again)
     max_agents: int = 50  # cap on agent tokens per sample
     track_max_distance: float = 3.0  # m: a detection joins a track only if within this of its predicted position
     track_own_velocity: float = 0.0  # weight of a track's own displacement velocity vs the detector's (perception/tracking.py)

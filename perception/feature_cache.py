@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from perception.config import PerceptionConfig
-from perception.inputs import ImageCache, load_camera_batch
+from perception.inputs import image_cache, load_camera_batch
 from perception.model import BevPerception
 from perception.tail import FrozenFeatures, frozen_features
 from vla_world.data.records import SampleRecord
@@ -63,15 +63,15 @@ class LiveFeatures:
     path = None
 
     def __init__(self, model: BevPerception, cfg: PerceptionConfig, records: list[SampleRecord], dataroot: str | Path):
-        self.model, self.image_size, self.dataroot = model, cfg.model.image_size, dataroot
+        self.model, self.model_cfg, self.dataroot = model, cfg.model, dataroot
         self.by_token = {r.sample_token: r for r in records}
 
     def __contains__(self, sample_token: str) -> bool:
         return sample_token in self.by_token
 
     def get(self, sample_tokens: list[str]) -> FrozenFeatures:
-        # a fresh ImageCache per call: decoded images of a whole dataset would not fit in memory
-        images = ImageCache(self.dataroot, self.image_size)
+        # a fresh image cache per call: decoded images of a whole dataset would not fit in memory
+        images = image_cache(self.dataroot, self.model_cfg)
         return frozen_features(self.model, load_camera_batch([self.by_token[t] for t in sample_tokens], images))
 
 
@@ -82,12 +82,17 @@ def features_key(model: BevPerception, cfg: PerceptionConfig, records: list[Samp
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().numpy().tobytes())
     settings = {"image_size": list(cfg.model.image_size), "fpn": cfg.model.fpn_channels, "grid": asdict(cfg.grid)}
+    ground = cfg.model.ground_view_scale > 0
+    if ground:  # only when on, so the keys of caches made before the ground view stay valid
+        settings["ground_view"] = [cfg.model.ground_view_scale, list(cfg.model.ground_image_size)]
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for r in records:
         digest.update(r.sample_token.encode())
         digest.update("|".join(map(str, r.camera_paths)).encode())
         digest.update(np.asarray(r.camera_intrinsics, np.float64).tobytes())
         digest.update(np.asarray(r.camera_sensor2lidar, np.float64).tobytes())
+        if ground:
+            digest.update(np.asarray(r.lidar2global, np.float64)[2].tobytes())  # the ground plane
     return digest.hexdigest()[:KEY_LENGTH]
 
 
@@ -95,7 +100,7 @@ def build_features(model: BevPerception, cfg: PerceptionConfig, records: list[Sa
                    batch_size: int = 4, progress: bool = True) -> FeatureStore:
     """Run the frozen backbone + view transform over `records` (no grad)."""
     model.eval()
-    images = ImageCache(dataroot, cfg.model.image_size)
+    images = image_cache(dataroot, cfg.model)
     bev, coarse = {}, {}
     for start in tqdm(range(0, len(records), batch_size), desc="frozen camera features", disable=not progress):
         chunk = records[start:start + batch_size]

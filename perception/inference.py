@@ -83,7 +83,8 @@ def decode_raster_map(out: dict[str, torch.Tensor], cfg: InferenceConfig, thresh
         raise ValueError("decode_map: the raster map head needs num_points (the config's model.map_points)")
     half = out["half"].detach()
     vectorise_cfg = VectoriseConfig(threshold=cfg.map_raster_threshold, min_cells=cfg.map_raster_min_cells,
-                                    ridge=cfg.map_raster_ridge, close=cfg.map_raster_close)
+                                    ridge=cfg.map_raster_ridge, close=cfg.map_raster_close, crest=cfg.map_raster_crest,
+                                    peel=cfg.map_raster_peel)
     polylines = [p for p in vectorise(out["segmentation"].detach().sigmoid().numpy(), tuple(half.tolist()), num_points,
                                       vectorise_cfg) if p.score >= threshold]
     types = torch.tensor([p.kind for p in polylines], dtype=torch.long)

@@ -50,6 +50,9 @@ class VectoriseConfig:
     ridge: int = 0  # > 0: keep only cells that are the maximum of a 1 x (2*ridge+1) row or column window (thin lines
     # out of a wide band of probability, as Canny's non-maximum suppression; separates parallel lines in one blob)
     close: int = 0  # binary closing iterations (3x3) before splitting into components: bridges gaps of ~2*close cells
+    crest: bool = False  # thin line classes to the crest of the mask's distance transform (`crest_cells`): a confident
+    # head paints a band several cells wide, whose diameter path would run corner to corner; the traced line's
+    # ends then grow by the band's half width there, which thinning took off
 
     def validate(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -143,19 +146,78 @@ def ridge_cells(prob: np.ndarray, reach: int) -> np.ndarray:
     return keep
 
 
+def crest_cells(mask: np.ndarray) -> np.ndarray:
+    """The centre line of each band of a boolean mask: cells on the ridge of its Euclidean distance transform
+    (the distance to the nearest empty cell), which is sharp however flat the probabilities inside are.
+
+    A cell is on the ridge when, along its row or its column (any band crosses one of them), it is above both
+    neighbours, or equal to one of them and above the other and the cell beyond (the two middle cells of an
+    even-width band); a step up to a plateau, as at a band's flat end, is not a ridge. Cells on the mask's
+    border are not either (their corners would fork the line's ends); components at most two cells wide stay whole.
+    """
+    inner = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    distance = np.pad(inner, 2)
+    rows, cols = mask.shape
+    keep = np.zeros(mask.shape, bool)
+
+    def shifted(dr: int, dc: int) -> np.ndarray:
+        return distance[2 + dr:2 + dr + rows, 2 + dc:2 + dc + cols]
+
+    for dr, dc in ((0, 1), (1, 0)):
+        before, after = shifted(-dr, -dc), shifted(dr, dc)
+        beyond_before, beyond_after = shifted(-2 * dr, -2 * dc), shifted(2 * dr, 2 * dc)
+        keep |= (inner > before) & (inner > after)
+        keep |= (inner == after) & (inner > before) & (inner > beyond_after)
+        keep |= (inner == before) & (inner > after) & (inner > beyond_before)
+    labels, count = ndimage.label(mask, EIGHT_CONNECTED)
+    width = np.asarray(ndimage.maximum(inner, labels, np.arange(count + 1)))[labels]  # per component
+    return mask & ((keep & (inner > 1)) | (width <= 1))
+
+
+def end_direction(xy: np.ndarray, end: int, reach: int = 3) -> np.ndarray | None:
+    """Unit vector pointing out of the polyline (n, 2) at its first (`end` 0) or last (-1) point, from the point
+    `reach` steps back; None for a degenerate line."""
+    back = xy[min(reach, len(xy) - 1)] if end == 0 else xy[max(-reach - 1, -len(xy))]
+    step = xy[end] - back
+    norm = float(np.linalg.norm(step))
+    return step / norm if norm > 0 else None
+
+
+def extend_ends(xy: np.ndarray, lengths: tuple[float, float], half: tuple[float, float]) -> np.ndarray:
+    """The polyline (n, 2) metres with both ends lengthened along their directions by `lengths` metres,
+    clipped to the grid."""
+    limit = np.asarray(half, np.float64)
+    ends = []
+    for end, length in zip((0, -1), lengths):
+        direction = end_direction(xy, end)
+        tip = xy[end].astype(np.float64)
+        if direction is not None:
+            tip = tip + direction * length
+        ends.append(np.clip(tip, -limit, limit))
+    return np.concatenate([ends[0][None], xy, ends[1][None]])
+
+
 def vectorise(probabilities: np.ndarray, half: tuple[float, float], num_points: int,
               cfg: VectoriseConfig) -> list[Polyline]:
     """(types, rows, cols) probabilities -> polylines of `num_points` points, highest score first."""
     out = []
     for kind, prob in enumerate(probabilities):
         mask = prob >= cfg.threshold
+        cell = 2 * np.asarray(half) / np.array(prob.shape[::-1])  # metres (x, y) per raster cell
+        inner = np.zeros(prob.shape)  # band half widths (cells) that thinning removed
         if cfg.ridge > 0:
             mask &= ridge_cells(prob, cfg.ridge)
+        if cfg.crest and kind not in cfg.closed_types:
+            inner = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+            mask = crest_cells(mask)
         if cfg.close > 0:  # a line seen in pieces is one element: Chamfer punishes fragments at both ends
             mask = ndimage.binary_closing(mask, EIGHT_CONNECTED, iterations=cfg.close, border_value=0) | mask
         paths = outline_paths(mask, cfg) if kind in cfg.closed_types else line_paths(mask, cfg)
         for path in paths:
             xy = cell_xy(path, prob.shape, half)
+            if cfg.crest and kind not in cfg.closed_types:
+                grow = (max(inner[tuple(path[0])] - 1, 0) * cell.mean(), max(inner[tuple(path[-1])] - 1, 0) * cell.mean())
+                xy = extend_ends(xy, grow, half)
             line = LineString(xy)
             if line.length <= 0:
                 continue

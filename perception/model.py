@@ -8,6 +8,9 @@ Shapes: scene (B, S, D) with S = 6 * rows * cols; bev (B, D, H, W) (rows grow fo
 frame); aux (B, 1 + 3, H, W) logits of agent-centre cells and map-class cells (training only);
 agents as documented in perception/centre_head.py (dense heads, top-K peaks as queries), map
 as in perception/decoders.py (`model.map_head: detr`) or perception/map_raster.py (`raster`).
+With `model.ground_view_scale` the camera images resampled onto the ground plane
+(perception/ground_view.py) ride along as extra BEV channels: the BEV encoder reads them, and the
+raster map head reads them unpacked at their own resolution.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from perception.bev_encoder import BevEncoder
 from perception.centre_head import CentreHead
 from perception.config import PerceptionConfig
 from perception.decoders import MapDecoder
+from perception.ground_view import (
+    GROUND_CHANNELS,
+    GroundView,
+    pack_ground,
+    unpack_ground,
+)
 from perception.inputs import CameraBatch
 from perception.map_raster import MapRasterHead
 from perception.scene_sampler import SceneSampler
@@ -38,7 +47,10 @@ class BevPerception(nn.Module):
         # Optional second sampling at the ground alone: markings sharp instead of averaged over pillar heights.
         ground = cfg.grid.ground_height is not None
         self.ground_transform = ProjectionViewTransform(replace(cfg.grid, heights=(cfg.grid.ground_height,))) if ground else None
-        self.bev_encoder = BevEncoder(m.fpn_channels * (2 if ground else 1), m.token_dim, m.bev_encoder_blocks)
+        self.ground_view = GroundView(cfg.grid, m.ground_view_scale) if m.ground_view_scale else None
+        self.ground_channels = GROUND_CHANNELS * m.ground_view_scale ** 2
+        self.bev_encoder = BevEncoder(m.fpn_channels * (2 if ground else 1) + self.ground_channels, m.token_dim,
+                                      m.bev_encoder_blocks)
         self.scene_sampler = SceneSampler(m.fpn_channels, m.token_dim, m.scene_pool, len(CAMERAS))
         self.agent_head = CentreHead(m, cfg.grid, len(DETECTION_CLASSES))
         # Either head is called map_decoder so the loss and the planning stage find it by one name.
@@ -54,8 +66,8 @@ class BevPerception(nn.Module):
         return self.tail(*self.frozen_part(batch))
 
     def frozen_part(self, batch: CameraBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Camera backbone + view transform: (BEV input (B, C_fpn or 2 C_fpn with grid.ground_height, H, W),
-        coarsest level (B, cams, C_fpn, h, w)).
+        """Camera backbone + view transform: (BEV input (B, C_fpn (x2 with grid.ground_height) + the packed
+        ground view's 4 s^2 channels, H, W), coarsest level (B, cams, C_fpn, h, w)).
 
         The part the planning stage keeps frozen (perception/tail.py caches its output); the view
         transform has no parameters, so everything after it is trainable.
@@ -65,16 +77,31 @@ class BevPerception(nn.Module):
         # The finer level feeds the BEV (spatial detail); the coarsest one the scene tokens, as in the paper.
         fine = levels[-2].unflatten(0, (batch_size, cams))
         coarse = levels[-1].unflatten(0, (batch_size, cams))
-        bev = self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size)
+        bev = self.view_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size, batch.ground_plane)
         if self.ground_transform is not None:
-            ground = self.ground_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size)
+            ground = self.ground_transform(fine, batch.sensor2lidar, batch.intrinsics, batch.image_size, batch.ground_plane)
             bev = torch.cat([bev, ground], 1)
+        if self.ground_view is not None:
+            bev = torch.cat([bev, pack_ground(self.ground_picture(batch), self.ground_view.scale)], 1)
         return bev, coarse
+
+    def ground_picture(self, batch: CameraBatch) -> torch.Tensor:
+        """(B, 4, s*H, s*W) camera colours on the ground plane (perception/ground_view.py)."""
+        if batch.ground_images is None:
+            raise ValueError("model.ground_view_scale > 0 needs the images at model.ground_image_size: build the "
+                             "ImageCache with perception.inputs.image_cache(dataroot, cfg.model)")
+        return self.ground_view(batch.ground_images, batch.sensor2lidar, batch.intrinsics, batch.image_size,
+                                batch.ground_plane)
 
     def tail(self, bev_input: torch.Tensor, coarse: torch.Tensor) -> dict:
         """Everything after the view transform: BEV encoder, scene sampler, agent head, map decoder, aux heads."""
         bev = self.bev_encoder(bev_input)
-        return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_head(bev), "map": self.map_decoder(bev),
+        if self.ground_view is not None and isinstance(self.map_decoder, MapRasterHead):
+            ground = unpack_ground(bev_input[:, bev_input.shape[1] - self.ground_channels:], self.ground_view.scale)
+            map_out = self.map_decoder(bev, ground)
+        else:
+            map_out = self.map_decoder(bev)
+        return {"bev": bev, "scene": self.scene_sampler(coarse), "agents": self.agent_head(bev), "map": map_out,
                 "aux": self.aux_heads(bev)}
 
 

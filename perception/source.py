@@ -24,8 +24,8 @@ def tokens_for_records(records: list[SampleRecord], cfg: PerceptionConfig, datar
         raise ValueError("token_source: model needs a perception checkpoint (e.g. checkpoints/perception/last) and "
                          "the dataroot of the camera images; or set token_source: oracle")
     from perception.inference import model_tokens
-    from perception.inputs import ImageCache
+    from perception.inputs import image_cache
     from perception.train import load_perception_model
 
     model, model_cfg = load_perception_model(checkpoint)
-    return model_tokens(model, records, ImageCache(dataroot, model_cfg.model.image_size), model_cfg, progress)
+    return model_tokens(model, records, image_cache(dataroot, model_cfg.model), model_cfg, progress)

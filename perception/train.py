@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from perception.config import PerceptionConfig
-from perception.inputs import ImageCache, load_camera_batch
+from perception.inputs import ImageCache, image_cache, load_camera_batch
 from perception.losses import perception_loss
 from perception.model import BevPerception, parameter_counts
 from perception.targets import FrameTargets, frame_targets
@@ -120,7 +120,7 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
     """Run optimizer steps from `start_step` to the end of training (or `max_steps`), saving checkpoints."""
     if not records:
         raise ValueError("no training records: check --dataroot and that the split 'train' has keyframes")
-    cache = ImageCache(dataroot, cfg.model.image_size)
+    cache = image_cache(dataroot, cfg.model)
     data = data_identity(dataroot, cfg.version)  # the checkpoint's data reference, checked on --resume
     targets = [frame_targets(r, cfg.grid, cfg.model.map_points) for r in records]
     per_epoch = batches_per_epoch(len(records), cfg.train.batch_size)
@@ -154,15 +154,16 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
     return result
 
 
-def load_perception_model(checkpoint: str | Path) -> tuple[BevPerception, PerceptionConfig]:
-    """Model + config from a checkpoint folder written by this stage (for eval and token export)."""
+def load_perception_model(checkpoint: str | Path, overrides: dict | None = None) -> tuple[BevPerception, PerceptionConfig]:
+    """Model + config from a checkpoint folder written by this stage (for eval and token export); `overrides`
+    (dotted keys) change the saved config, e.g. an inference threshold."""
     folder = Path(checkpoint)
     if not (folder / "model.safetensors").is_file():
         load_checkpoint(folder)  # the one-line "no checkpoint here" error
     state = read_state(folder)
     if "fine_tuned_from" not in state:  # <planning>/last/perception: a perception the planning stage fine-tuned
         check_stage(folder, state, ("perception",), "a perception tool")
-    cfg = load_config(folder / "config.yaml", PerceptionConfig)
+    cfg = load_config(folder / "config.yaml", PerceptionConfig, overrides)
     weights, _, _ = load_checkpoint(folder)
     model = BevPerception(cfg)
     model.load_state_dict(weights)

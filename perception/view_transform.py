@@ -22,6 +22,7 @@ from torch import nn
 
 from perception.config import GridConfig
 from perception.geometry import cell_centres, sampling_grid
+from perception.ground_view import ground_points
 
 
 def bilinear_corners(coords: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,11 +51,21 @@ class ProjectionViewTransform(nn.Module):
         pillars = torch.cat([centres.repeat(len(heights), 1), heights.repeat_interleave(len(centres))[:, None]], 1)
         self.register_buffer("pillar_points", pillars, persistent=False)  # (Z*H*W, 3), height-major
 
+    def points(self, plane: torch.Tensor | None) -> torch.Tensor:
+        """(Z*H*W, 3) pillar points in the LiDAR frame; with `grid.heights_from_ground` the heights are metres above
+        the ground `plane` (4,) (perception/ground_view.py) rather than LiDAR z (the LiDAR is tilted by ~1 degree)."""
+        if not self.grid.heights_from_ground:
+            return self.pillar_points
+        if plane is None:
+            raise ValueError("grid.heights_from_ground needs the batch's ground plane (CameraBatch.ground_plane)")
+        ground = ground_points(self.pillar_points[:, :2], plane.float())
+        return ground + torch.nn.functional.pad(self.pillar_points[:, 2:], (2, 0))
+
     def sampling_matrix(self, sensor2lidar: torch.Tensor, intrinsics: torch.Tensor, image_size: torch.Tensor,
-                        height: int, width: int) -> torch.Tensor:
+                        height: int, width: int, plane: torch.Tensor | None = None) -> torch.Tensor:
         """Sparse (H*W, C*h*w) matrix: BEV cell <- mean over visible (camera, height) of bilinear samples."""
         cams, cells = sensor2lidar.shape[0], self.grid.cells ** 2
-        coords, visible = sampling_grid(self.pillar_points, sensor2lidar, intrinsics, image_size)
+        coords, visible = sampling_grid(self.points(plane), sensor2lidar, intrinsics, image_size)
         pixel, weight, inside = bilinear_corners(coords, height, width)
         cell = torch.arange(len(self.pillar_points)) % cells  # pillar point -> its BEV cell (height-major order)
         count = torch.zeros(cells).index_add_(0, cell.repeat(cams), visible.flatten().float()).clamp(min=1.0)
@@ -67,11 +78,12 @@ class ProjectionViewTransform(nn.Module):
                                        check_invariants=False).coalesce()
 
     def forward(self, features: torch.Tensor, sensor2lidar: torch.Tensor, intrinsics: torch.Tensor,
-                image_size: torch.Tensor) -> torch.Tensor:
+                image_size: torch.Tensor, plane: torch.Tensor | None = None) -> torch.Tensor:
         batch, cams, channels, height, width = features.shape
         bev = []
         for b in range(batch):
-            matrix = self.sampling_matrix(sensor2lidar[b], intrinsics[b], image_size[b], height, width)
+            matrix = self.sampling_matrix(sensor2lidar[b], intrinsics[b], image_size[b], height, width,
+                                          None if plane is None else plane[b])
             pixels = features[b].permute(0, 2, 3, 1).reshape(cams * height * width, channels)
             bev.append(torch.sparse.mm(matrix, pixels).T.reshape(channels, self.grid.cells, self.grid.cells))
         return torch.stack(bev)

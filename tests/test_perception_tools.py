@@ -46,3 +46,23 @@ def test_train_eval_export_on_the_tiny_world(mini_world, mini_records, tmp_path)
         tokens = load_token_cache(cache)
         assert set(tokens) == {r.sample_token for r in mini_records["val"]}
         assert all(t.scene.shape == (2 * 6, 16) and t.agents.shape[1] == 16 for t in tokens.values())
+
+
+def test_ground_view_raster_head_trains_evaluates_and_draws(mini_world, mini_records, tmp_path):
+    """configs/perception/raster.yaml's head at tiny size: train 2 steps, evaluate val with pictures, export tokens."""
+    config = tmp_path / "ground.yaml"
+    model = {**TINY["model"], "map_head": "raster", "ground_view_scale": 2, "ground_image_size": [96, 54]}
+    grid = {**TINY["grid"], "heights": [0.3, 1.2], "heights_from_ground": True}
+    config.write_text(yaml.safe_dump({**TINY, "grid": grid, "model": model, "train": {"epochs": 1, "batch_size": 2},
+                                      "inference": {"map_raster_crest": True}}))
+    run = tmp_path / "run"
+    assert train_tool.main(["--stage", "perception", "--config", str(config), "--dataroot", str(mini_world),
+                            "--out", str(run), "--max-steps", "2"]) == 0
+    pictures = tmp_path / "pictures"
+    assert eval_perception.main(["--checkpoint", str(run / "last"), "--dataroot", str(mini_world), "--split", "val",
+                                 "--skip-devkit", "--pictures", "2", "--pictures-out", str(pictures)]) == 0
+    assert len(list(pictures.glob("*.png"))) == 2
+    cache = tmp_path / "tokens.safetensors"
+    assert export_tokens.main(["--checkpoint", str(run / "last"), "--dataroot", str(mini_world), "--split", "val",
+                               "--out", str(cache)]) == 0
+    assert set(load_token_cache(cache)) == {r.sample_token for r in mini_records["val"]}

@@ -132,7 +132,7 @@ class VlaPlanner:
 
     def __init__(self, checkpoint: str, perception: str | None, sensors: SensorFeed, decoding: str = "auto",
                  guard: bool = True):
-        from perception.inputs import ImageCache
+        from perception.inputs import image_cache
         from perception.train import load_perception_model
         from vla_world.inference import Planner as LlmPlanner
         from vla_world.training.online_perception import perception_folder
@@ -140,7 +140,7 @@ class VlaPlanner:
         folder = perception or perception_folder(checkpoint) or "checkpoints/perception/last"
         self.perception, self.cfg = load_perception_model(folder)
         self.perception_source = str(folder)
-        self.images = ImageCache(sensors.folder, self.cfg.model.image_size)
+        self.images = image_cache(sensors.folder, self.cfg.model)
         self.planner = LlmPlanner.from_checkpoint(checkpoint, batch_size=1, decoding=decoding, guard=guard)
         self.failures = 0
         self.guarded = 0  # plans the collision guard replaced

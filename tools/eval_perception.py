@@ -11,13 +11,21 @@ detection_cvpr_2019, mAP/NDS over all 10 classes; perception/devkit_detection.py
 
 `--chance` scores camera-blind random predictions drawn from the train split's statistics
 (perception/chance.py) with the same code, so "better than chance" is measured, not assumed.
+
+`--pictures N` also draws N keyframes spread over the split (tools/perception_pictures.py): the ground view
+the map head reads, GT vs predicted map and boxes (those that would become tokens), into --pictures-out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tools.*` importable when run as a script
+
+import numpy as np
 
 DEFAULT_CONFIG = "configs/perception/tiny.yaml"
 
@@ -40,7 +48,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--skip-devkit", action="store_true",
                    help="skip the devkit's DetectionEval numbers (loading NuScenes takes ~30 s on real trainval)")
+    p.add_argument("--set", action="append", default=[], metavar="inference.KEY=VALUE",
+                   help="change an inference setting of the checkpoint's config for this evaluation, e.g. "
+                        "--set inference.map_raster_crest=false (repeatable; the weights are untouched)")
+    p.add_argument("--pictures", type=int, default=0, metavar="N",
+                   help="also draw N keyframes spread over the split (ground view, GT vs predicted map and boxes)")
+    p.add_argument("--pictures-out", default="outputs/perception_pictures", help="folder of the --pictures PNGs")
     return p
+
+
+def draw_pictures(args: argparse.Namespace, records: list, preds: list, cfg, model) -> None:
+    """--pictures: PNGs of evenly spaced keyframes, with what would become tokens (the inference thresholds)."""
+    import torch
+
+    from perception.evaluate import FramePrediction
+    from perception.inputs import image_cache, load_camera_batch
+    from perception.map_eval import FrameMap
+    from perception.targets import frame_targets
+    from tools.perception_pictures import save_pictures
+
+    picks = np.unique(np.linspace(0, len(records) - 1, min(args.pictures, len(records))).round().astype(int))
+    cache = image_cache(args.dataroot, cfg.model) if model is not None else None
+    kept, grounds = [], []
+    for i in picks:
+        p = preds[i]
+        agents, elements = p.scores >= cfg.inference.score_threshold, p.map.scores >= cfg.inference.map_score_threshold
+        kept.append(FramePrediction(p.boxes[agents], p.velocities[agents], p.classes[agents], p.scores[agents],
+                                    FrameMap(p.map.types[elements], p.map.points[elements], p.map.scores[elements])))
+        has_ground = model is not None and model.ground_view is not None
+        with torch.no_grad():
+            grounds.append(model.ground_picture(load_camera_batch([records[i]], cache))[0].numpy() if has_ground else None)
+    boxes = [frame_targets(records[i], cfg.grid, cfg.model.map_points).boxes for i in picks]
+    title = f"{args.checkpoint or ('chance' if args.chance else 'targets')}, split {args.split}"
+    paths = save_pictures([records[i] for i in picks], kept, boxes, grounds, (cfg.grid.x_half, cfg.grid.y_half),
+                          Path(args.pictures_out), title)
+    print(f"wrote {len(paths)} pictures under {args.pictures_out} (e.g. {paths[0]})" if paths else "no pictures")
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -78,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         model_predictions,
         target_predictions,
     )
-    from perception.inputs import ImageCache
+    from perception.inputs import image_cache
     from perception.train import load_perception_model
     from vla_world.checkpoint import CheckpointError
-    from vla_world.config import ConfigError, load_config
+    from vla_world.config import ConfigError, load_config, parse_overrides
     from vla_world.data import load_records
 
     torch.set_num_threads(args.threads)
@@ -95,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             preds = chance_predictions(train, records, cfg, args.seed)
     else:
         try:
-            model, cfg = load_perception_model(args.checkpoint)
+            overrides = parse_overrides(args.set)
+            if any(not key.startswith("inference.") for key in overrides):
+                raise ConfigError(f"--set {sorted(overrides)}: only inference.* fields can change after training")
+            model, cfg = load_perception_model(args.checkpoint, overrides)
         except (CheckpointError, ConfigError) as exc:  # one line naming the file and the fix, no traceback
             raise SystemExit(f"--checkpoint: {exc}") from exc
         records = load_records(args.dataroot, version=args.version or cfg.version, split=args.split)
-        preds = model_predictions(model, records, ImageCache(args.dataroot, cfg.model.image_size), cfg)
+        preds = model_predictions(model, records, image_cache(args.dataroot, cfg.model), cfg)
     report = evaluate_predictions(records, preds, cfg)
     if not args.skip_devkit:
         from perception.devkit_detection import devkit_detection_report
@@ -108,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                                                              records, preds)
     report["source"] = "chance" if args.chance else "targets" if args.targets else str(args.checkpoint)
     print("\n".join(summary_lines(report)))
+    if args.pictures > 0:
+        draw_pictures(args, records, preds, cfg, None if args.chance or args.targets else model)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))

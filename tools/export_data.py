@@ -114,11 +114,11 @@ def load_tokens(spec: str, records: list, perception_config: str | None, dataroo
 def perception_checkpoint_tokens(folder: str, records: list, dataroot: str) -> dict:
     """Tokens of `records` from a trained perception checkpoint run on their camera images."""
     from perception.inference import model_tokens
-    from perception.inputs import ImageCache
+    from perception.inputs import image_cache
     from perception.train import load_perception_model
 
     model, cfg = load_perception_model(folder)
-    return model_tokens(model, records, ImageCache(dataroot, cfg.model.image_size), cfg)
+    return model_tokens(model, records, image_cache(dataroot, cfg.model), cfg)
 
 
 def planning_problem(inp, tokens, kinematic_prior: bool, images: bool) -> str:
