@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -170,7 +171,10 @@ def test_tiny_ablation_end_to_end_writes_the_table_into_the_docs(start):
     assert text.startswith("text\n" + START) and text.endswith(END + "\n")
     assert "| VLA-tiny planning | oracle |" in text and "| VLA-tiny planning | perception |" in text
     assert "| VLA-tiny instruct | oracle |" in text and "| CTRA prior (in the prompt) | — |" in text
-    assert "| 2 | 0 |" in text  # two seeds per source, no failed answers (constrained decoding)
+    # two seeds per source; a plan head fitted after 2 steps of a 1-layer LLM may write a plan beyond 100 m, which
+    # the table counts as failed (docs/evaluation.md) rather than hiding, so only the count's presence is checked
+    planning_rows = [line for line in text.splitlines() if line.startswith("| VLA-tiny planning |")]
+    assert len(planning_rows) == 2 and all(re.search(r"\| 2 \| \d+ \|$", line) for line in planning_rows)
     assert (root / "out" / "table.md").read_text().strip() in text
     timings = json.loads((root / "out" / "timings.json").read_text())
     assert "planning-oracle-seed1" in timings and "baselines" in timings
