@@ -112,10 +112,14 @@ class PerceptionTrainConfig:
     seed: int = 0
     num_threads: int = 1  # torch intra-op threads (keep low on shared CPUs)
     log_every: int = 10  # steps between loss lines in the progress bar
+    half_turn_probability: float = 0.0  # per keyframe: turn the BEV and the targets by 180 degrees (x and y flipped together;
+    # perception/augment.py says why not single mirrors)
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if not 0.0 <= self.half_turn_probability <= 1.0:
+            raise ValueError(f"half_turn_probability={self.half_turn_probability}: a probability in [0, 1]")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from perception.augment import Flip, draw_flips, flip_bev, flip_targets
 from perception.config import PerceptionConfig
 from perception.inputs import ImageCache, image_cache, load_camera_batch
 from perception.losses import perception_loss
@@ -92,9 +93,16 @@ def build_optimizer(model: torch.nn.Module, cfg: PerceptionConfig) -> torch.opti
 
 
 def train_step(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[SampleRecord],
-               targets: list[FrameTargets], cache: ImageCache, cfg: PerceptionConfig) -> tuple[float, dict[str, float]]:
+               targets: list[FrameTargets], cache: ImageCache, cfg: PerceptionConfig,
+               flips: list[Flip] | None = None) -> tuple[float, dict[str, float]]:
+    """One optimizer step; `flips` (perception/augment.py) mirror keyframes after the view transform."""
     model.train()
-    outputs = model(load_camera_batch(records, cache))
+    bev_input, coarse = model.frozen_part(load_camera_batch(records, cache))
+    if flips is not None and any(f.any for f in flips):
+        scale = model.ground_view.scale if model.ground_view is not None else 1
+        bev_input = torch.stack([flip_bev(b, f, model.ground_channels, scale) for b, f in zip(bev_input, flips)])
+        targets = [flip_targets(t, f) for t, f in zip(targets, flips)]
+    outputs = model.tail(bev_input, coarse)
     check_finite_outputs(outputs)
     loss, parts = perception_loss(outputs, targets, model.map_decoder.grid_half, cfg.loss, cfg.grid)
     optimizer.zero_grad(set_to_none=True)
@@ -135,7 +143,9 @@ def train(model: BevPerception, optimizer: torch.optim.Optimizer, records: list[
             chosen = order[position * cfg.train.batch_size:(position + 1) * cfg.train.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, schedule_length, cfg.train.lr, cfg.train.warmup_steps)
-            loss, parts = train_step(model, optimizer, [records[i] for i in chosen], [targets[i] for i in chosen], cache, cfg)
+            flips = draw_flips(cfg.train.seed, step, len(chosen), cfg.train.half_turn_probability)
+            loss, parts = train_step(model, optimizer, [records[i] for i in chosen], [targets[i] for i in chosen], cache,
+                                     cfg, flips)
             check_finite_loss(loss, step + 1, "perception", out)
             step += 1
             result.losses.append(loss)

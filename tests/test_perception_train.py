@@ -70,8 +70,9 @@ def test_short_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "last" / "config.yaml").is_file() and (tmp_path / "run" / "epoch_12").is_dir()
 
 
-def test_resume_gives_the_same_next_loss(tmp_path):
-    cfg = tiny_config(epochs=3, batch_size=1)  # 2 steps per epoch: resume mid-epoch
+@pytest.mark.parametrize("half_turns", [0.0, 0.5])  # the augmentation's draws are a function of (seed, step)
+def test_resume_gives_the_same_next_loss(tmp_path, half_turns):
+    cfg = tiny_config(epochs=3, batch_size=1, half_turn_probability=half_turns)  # 2 steps per epoch: resume mid-epoch
     records = synthetic_dataroot(tmp_path)
     for run in ("straight", "split"):
         (tmp_path / run).mkdir()
