@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from perception.ground_view import pack_ground, unpack_ground
+from perception.ground_view import pack_ground, split_ground, unpack_ground
 from perception.targets import FrameTargets
 
 
@@ -48,11 +48,11 @@ def flip_bev(bev_input: torch.Tensor, flip: Flip, ground_channels: int = 0, grou
     dims = [d for d, on in ((-1, flip.x), (-2, flip.y)) if on]
     if not dims:
         return bev_input
-    camera = bev_input[:bev_input.shape[0] - ground_channels].flip(dims)
+    camera, packed = split_ground(bev_input, ground_channels)
     if not ground_channels:
-        return camera
-    ground = unpack_ground(bev_input[None, camera.shape[0]:], ground_scale).flip(dims)
-    return torch.cat([camera, pack_ground(ground, ground_scale)[0]])
+        return camera.flip(dims)
+    ground = unpack_ground(packed[None], ground_scale).flip(dims)
+    return torch.cat([camera.flip(dims), pack_ground(ground, ground_scale)[0]])
 
 
 def flip_targets(targets: FrameTargets, flip: Flip) -> FrameTargets:

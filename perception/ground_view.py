@@ -69,6 +69,13 @@ class GroundView(nn.Module):
         return torch.cat([mean, (seen > 0).float()[None]]).reshape(GROUND_CHANNELS, self.cells, self.cells)
 
 
+def split_ground(bev_input: torch.Tensor, ground_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BEV input (..., C, H, W) -> (camera channels, packed ground view): the ground view is the last
+    `ground_channels` channels (BevPerception.frozen_part appends it)."""
+    split = bev_input.shape[-3] - ground_channels
+    return bev_input[..., :split, :, :], bev_input[..., split:, :, :]
+
+
 def pack_ground(ground: torch.Tensor, scale: int) -> torch.Tensor:
     """(B, 4, s*H, s*W) -> (B, 4*s*s, H, W): the fine picture as extra channels of the BEV grid."""
     return F.pixel_unshuffle(ground, scale)

@@ -146,7 +146,13 @@ def ridge_cells(prob: np.ndarray, reach: int) -> np.ndarray:
     return keep
 
 
-def crest_cells(mask: np.ndarray) -> np.ndarray:
+def distance_to_edge(mask: np.ndarray) -> np.ndarray:
+    """Per cell of a boolean mask, the Euclidean distance (cells) to the nearest empty cell; the raster's border
+    counts as empty."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+
+
+def crest_cells(mask: np.ndarray, inner: np.ndarray | None = None) -> np.ndarray:
     """The centre line of each band of a boolean mask: cells on the ridge of its Euclidean distance transform
     (the distance to the nearest empty cell), which is sharp however flat the probabilities inside are.
 
@@ -154,8 +160,9 @@ def crest_cells(mask: np.ndarray) -> np.ndarray:
     neighbours, or equal to one of them and above the other and the cell beyond (the two middle cells of an
     even-width band); a step up to a plateau, as at a band's flat end, is not a ridge. Cells on the mask's
     border are not either (their corners would fork the line's ends); components at most two cells wide stay whole.
+    `inner`: the mask's `distance_to_edge`, when the caller has it already.
     """
-    inner = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    inner = distance_to_edge(mask) if inner is None else inner
     distance = np.pad(inner, 2)
     rows, cols = mask.shape
     keep = np.zeros(mask.shape, bool)
@@ -208,8 +215,8 @@ def vectorise(probabilities: np.ndarray, half: tuple[float, float], num_points: 
         if cfg.ridge > 0:
             mask &= ridge_cells(prob, cfg.ridge)
         if cfg.crest and kind not in cfg.closed_types:
-            inner = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-            mask = crest_cells(mask)
+            inner = distance_to_edge(mask)
+            mask = crest_cells(mask, inner)
         if cfg.close > 0:  # a line seen in pieces is one element: Chamfer punishes fragments at both ends
             mask = ndimage.binary_closing(mask, EIGHT_CONNECTED, iterations=cfg.close, border_value=0) | mask
         paths = outline_paths(mask, cfg) if kind in cfg.closed_types else line_paths(mask, cfg)

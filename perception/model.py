@@ -29,6 +29,7 @@ from perception.ground_view import (
     GROUND_CHANNELS,
     GroundView,
     pack_ground,
+    split_ground,
     unpack_ground,
 )
 from perception.inputs import CameraBatch
@@ -97,7 +98,7 @@ class BevPerception(nn.Module):
         """Everything after the view transform: BEV encoder, scene sampler, agent head, map decoder, aux heads."""
         bev = self.bev_encoder(bev_input)
         if self.ground_view is not None and isinstance(self.map_decoder, MapRasterHead):
-            ground = unpack_ground(bev_input[:, bev_input.shape[1] - self.ground_channels:], self.ground_view.scale)
+            ground = unpack_ground(split_ground(bev_input, self.ground_channels)[1], self.ground_view.scale)
             map_out = self.map_decoder(bev, ground)
         else:
             map_out = self.map_decoder(bev)

@@ -70,12 +70,12 @@ def draw_pictures(args: argparse.Namespace, records: list, preds: list, cfg, mod
     picks = np.unique(np.linspace(0, len(records) - 1, min(args.pictures, len(records))).round().astype(int))
     cache = image_cache(args.dataroot, cfg.model) if model is not None else None
     kept, grounds = [], []
+    has_ground = model is not None and model.ground_view is not None
     for i in picks:
         p = preds[i]
         agents, elements = p.scores >= cfg.inference.score_threshold, p.map.scores >= cfg.inference.map_score_threshold
         kept.append(FramePrediction(p.boxes[agents], p.velocities[agents], p.classes[agents], p.scores[agents],
                                     FrameMap(p.map.types[elements], p.map.points[elements], p.map.scores[elements])))
-        has_ground = model is not None and model.ground_view is not None
         with torch.no_grad():
             grounds.append(model.ground_picture(load_camera_batch([records[i]], cache))[0].numpy() if has_ground else None)
     boxes = [frame_targets(records[i], cfg.grid, cfg.model.map_points).boxes for i in picks]
